@@ -1,0 +1,193 @@
+"""The model bundle: preprocessing + featurizer + clusterer + schema + metadata in one directory.
+
+Layout::
+
+    bundle/
+      manifest.json     name, created_at, code version, data hash, resolved config, metrics, file digests
+      schema.json       input contract (ID column, feature columns, kinds, ranges)
+      preprocess.json   preprocess.npz     fitted preprocessing
+      featurizer.json   featurizer.npz     fitted featurizer (PCA components or autoencoder weights)
+      clusterer.json    clusterer.npz      fitted clusterer (+ clusterer.joblib for HDBSCAN only)
+      segments.json     segment ids, sizes, shares, centroids in the preprocessed space
+
+Bundles are written to a temporary directory and renamed into place. Loading verifies every file's
+SHA-256 against the manifest before reading it, and nothing is refit at prediction time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segmentation.clustering import NOISE, Clusterer, clusterer_from_state
+from segmentation.data.io import replace_dir, staging_dir
+from segmentation.data.validation import TableSchema, validate_frame
+from segmentation.errors import BundleError, DataValidationError
+from segmentation.features import Featurizer, featurizer_from_state
+from segmentation.preprocess import Preprocessor
+
+BUNDLE_FORMAT = 1
+
+
+@dataclass
+class SegmentationModel:
+    """A fitted segmentation pipeline; the one object serving and batch scoring use."""
+
+    schema: TableSchema
+    preprocessor: Preprocessor
+    featurizer: Featurizer
+    clusterer: Clusterer
+    segments: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """Model name from the manifest."""
+        return str(self.manifest.get("name", "segmentation"))
+
+    def validate(self, frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
+        """Validate rows against the training schema (the ID column is optional here).
+
+        Raises:
+            DataValidationError: with the full report of every failed check.
+        """
+        validated, report = validate_frame(frame, self.schema, source=source, require_id=False)
+        if not report.ok:
+            raise DataValidationError(report)
+        return validated
+
+    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed matrix and feature-space matrix of already validated rows."""
+        x = self.preprocessor.transform(frame)
+        return x, self.featurizer.transform(x)
+
+    def predict(self, frame: pd.DataFrame, *, validate: bool = True) -> np.ndarray:
+        """Segment of each row (-1 is noise for density clusterers)."""
+        if validate:
+            frame = self.validate(frame)
+        return self.clusterer.predict(self.transform(frame)[1])
+
+    def predict_details(self, frame: pd.DataFrame, *, validate: bool = True) -> pd.DataFrame:
+        """ID (when present), segment and confidence per row."""
+        if validate:
+            frame = self.validate(frame)
+        labels, confidence, _ = self.clusterer.predict_details(self.transform(frame)[1])
+        out = pd.DataFrame({"segment": labels, "confidence": confidence.astype(np.float32)})
+        if self.schema.id_column and self.schema.id_column in frame.columns:
+            out.insert(0, self.schema.id_column, frame[self.schema.id_column].to_numpy())
+        return out
+
+
+def segment_summary(x: np.ndarray, labels: np.ndarray, feature_names: list[str]) -> dict[str, Any]:
+    """Sizes, shares and centroids (in the preprocessed space) of every segment."""
+    n = len(labels)
+    rows = []
+    for seg in sorted(set(labels.tolist())):
+        mask = labels == seg
+        rows.append({
+            "id": int(seg),
+            "noise": bool(seg == NOISE),
+            "size": int(mask.sum()),
+            "share": float(mask.sum() / n),
+            "centroid": [float(v) for v in x[mask].mean(axis=0)],
+        })
+    return {"space": "preprocessed", "feature_names": feature_names, "segments": rows}
+
+
+# ------------------------------------------------------------------------------------------- saving
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def save_bundle(model: SegmentationModel, path: str | Path) -> Path:
+    """Write the bundle atomically: everything goes to a temporary directory renamed onto ``path``."""
+    path = Path(path)
+    pre_meta, pre_arrays = model.preprocessor.get_state()
+    feat_meta, feat_arrays = model.featurizer.get_state()
+    clu_meta, clu_arrays, clu_blob = model.clusterer.get_state()
+    files: dict[str, bytes] = {
+        "schema.json": _json_bytes(model.schema.model_dump(mode="json")),
+        "preprocess.json": _json_bytes(pre_meta),
+        "preprocess.npz": _npz_bytes(pre_arrays),
+        "featurizer.json": _json_bytes(feat_meta),
+        "featurizer.npz": _npz_bytes(feat_arrays),
+        "clusterer.json": _json_bytes(clu_meta),
+        "clusterer.npz": _npz_bytes(clu_arrays),
+        "segments.json": _json_bytes(model.segments),
+    }
+    if clu_blob is not None:
+        files["clusterer.joblib"] = clu_blob
+    manifest = {
+        **model.manifest,
+        "format": BUNDLE_FORMAT,
+        "created_at": model.manifest.get("created_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+    }
+    staging = staging_dir(path)
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        (staging / "manifest.json").write_bytes(_json_bytes(manifest))
+        replace_dir(staging, path)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    model.manifest = manifest
+    return path
+
+
+def bundle_digest(manifest: dict[str, Any]) -> str:
+    """One digest for the whole bundle: SHA-256 over the per-file digests."""
+    return hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()
+
+
+def load_bundle(path: str | Path) -> SegmentationModel:
+    """Load and verify a bundle.
+
+    Raises:
+        BundleError: missing files, digest mismatch, or an unknown format.
+    """
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise BundleError(f"{path} is not a model bundle (no manifest.json)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: unsupported bundle format {manifest.get('format')!r}")
+    blobs: dict[str, bytes] = {}
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"{path}: missing {name}")
+        data = file.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise BundleError(f"{path}: {name} does not match its digest in manifest.json (corrupted or altered)")
+        blobs[name] = data
+
+    def arrays(name: str) -> dict[str, np.ndarray]:
+        with np.load(io.BytesIO(blobs[name]), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+    schema = TableSchema.model_validate(json.loads(blobs["schema.json"]))
+    preprocessor = Preprocessor.from_state(schema, json.loads(blobs["preprocess.json"]), arrays("preprocess.npz"))
+    featurizer = featurizer_from_state(json.loads(blobs["featurizer.json"]), arrays("featurizer.npz"))
+    clusterer = clusterer_from_state(json.loads(blobs["clusterer.json"]), arrays("clusterer.npz"),
+                                     blobs.get("clusterer.joblib"))
+    return SegmentationModel(schema=schema, preprocessor=preprocessor, featurizer=featurizer, clusterer=clusterer,
+                             segments=json.loads(blobs["segments.json"]), manifest=manifest)

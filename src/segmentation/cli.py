@@ -1,0 +1,141 @@
+"""``segment``: the single command-line entry point (people, sweeps, Docker and CI).
+
+``main(argv) -> int`` is what the console script and the tests call. Configuration is parsed once
+here; flows receive the validated, frozen model. The orchestration layer (``workflows``, which imports
+Prefect) is imported only by the commands that run flows, so the library itself stays Prefect-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from segmentation import __version__
+from segmentation.config import SegmentConfig, load_config
+from segmentation.errors import ConfigError, DataValidationError, SegmentationError
+
+logger = logging.getLogger("segmentation")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, help="YAML config replacing the packaged defaults")
+    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, e.g. -S featurize=autoencoder -S featurize.encoding_dim=8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(prog="segment", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a segmentation model (runs the train-segmentation flow)")
+    train.add_argument("--data", help="CSV or Parquet customer table (default: bundled CC GENERAL sample)")
+    train.add_argument("--out", type=Path, help="output directory (default: runs/<model>-<timestamp>)")
+    train.add_argument("--id-column", help="customer ID column (default: auto-detected)")
+    _add_config_args(train)
+
+    make = sub.add_parser("make-data", help="write a synthetic customer table with planted segments")
+    make.add_argument("--rows", type=int, default=10_000)
+    make.add_argument("--features", type=int, default=20)
+    make.add_argument("--segments", type=int, default=5)
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--out", type=Path, required=True, help=".csv or .parquet; truth goes to <stem>.truth.<ext>")
+
+    config = sub.add_parser("config", help="configuration commands")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", help="print the resolved, validated configuration")
+    _add_config_args(show)
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> SegmentConfig:
+    """Defaults (or --config), then CLI shortcuts (--data, --id-column), then -S overrides."""
+    overrides: list[str | tuple[str, object]] = []
+    if getattr(args, "data", None):
+        overrides.append(("data.path", str(args.data)))
+    if getattr(args, "id_column", None):
+        overrides.append(("data.id_column", args.id_column))
+    overrides.extend(args.overrides)
+    return load_config(args.config, overrides)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    from segmentation.data.io import sample_data_path
+
+    data = config.data.path or str(sample_data_path())
+    if not Path(data).exists():
+        raise ConfigError(f"data.path: file not found: {data}")
+    out = args.out or Path("runs") / f"{config.model_name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    from workflows.train import run_training  # the orchestration layer (imports Prefect)
+
+    try:
+        result = run_training(data, out, config)
+    except DataValidationError as exc:
+        sys.stderr.write(exc.report.to_text() + "\n")
+        sys.stderr.write(f"validation failed: report written to {Path(out).resolve() / 'validation_report.txt'}; "
+                         "no model was trained.\n")
+        return exc.exit_code
+    metrics = result["metrics"]
+    lines = [
+        f"trained on {metrics['n_rows']} customers: {metrics['n_clusters']} segments, "
+        f"silhouette {metrics['silhouette']:.3f} (preprocessed space, sample {metrics['silhouette_sample_size']})",
+        "stages: " + ", ".join(f"{stage}={state}" for stage, state in result["stages"].items()),
+        f"results in {result['out_dir']}:",
+        *(f"  {name:<13} {path}" for name, path in result["paths"].items()),
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _cmd_make_data(args: argparse.Namespace) -> int:
+    from segmentation.data.io import write_table
+    from segmentation.data.synthetic import make_customers
+
+    if args.out.suffix.lower() not in {".csv", ".parquet"}:
+        raise ConfigError(f"--out must end in .csv or .parquet, got {args.out.suffix!r}")
+    table, truth = make_customers(args.rows, args.features, args.segments, seed=args.seed)
+    write_table(table, args.out)
+    truth_path = args.out.with_name(f"{args.out.stem}.truth{args.out.suffix}")
+    write_table(truth, truth_path)
+    sys.stdout.write(f"wrote {len(table)} rows x {table.shape[1]} columns to {args.out}; truth in {truth_path}\n")
+    return EXIT_OK
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    sys.stdout.write(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return EXIT_OK
+
+
+_COMMANDS = {"train": _cmd_train, "make-data": _cmd_make_data, "config": _cmd_config}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad config or data, 1/3 other errors)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _COMMANDS[args.command](args)
+    except SegmentationError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,415 @@
+"""Clusterers with a common contract, and the choice of k by a stated criterion.
+
+Every clusterer can assign *new* customers:
+
+* k-means / mini-batch k-means: nearest centroid; confidence is the distance margin
+  ``1 - d_nearest / d_second`` (0 on the boundary, 1 at the centroid);
+* GMM: the most probable component; confidence is its posterior probability;
+* HDBSCAN: ``hdbscan.approximate_predict`` on the saved prediction data; confidence is its strength;
+* agglomerative: nearest centroid of the fitted clusters (same margin as k-means);
+* DBSCAN: the cluster of the nearest core point when it lies within ``eps``, else noise (-1);
+  confidence is ``1 - distance / eps``.
+
+Segment IDs are ordered by size (0 is the largest) so they read the same way across clusterers;
+noise is always -1.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+import joblib
+import numpy as np
+from sklearn.cluster import DBSCAN, AgglomerativeClustering, KMeans, MiniBatchKMeans
+from sklearn.metrics import silhouette_score
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
+from tqdm.auto import tqdm
+
+from segmentation.config import (
+    AgglomerativeConfig,
+    ClusterConfig,
+    DBSCANConfig,
+    GMMConfig,
+    HDBSCANConfig,
+    KMeansConfig,
+    MiniBatchKMeansConfig,
+)
+
+logger = logging.getLogger(__name__)
+
+NOISE = -1
+
+
+def _size_order(labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Map raw cluster ids to ids ordered by decreasing size (ties by raw id); noise is untouched."""
+    counts = np.bincount(labels[labels >= 0], minlength=n_clusters)
+    order = np.lexsort((np.arange(n_clusters), -counts))
+    mapping = np.empty(n_clusters, dtype=np.int64)
+    mapping[order] = np.arange(n_clusters)
+    return mapping
+
+
+def _apply_map(raw: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    out = np.full(raw.shape, NOISE, dtype=np.int64)
+    ok = raw >= 0
+    out[ok] = mapping[raw[ok]]
+    return out
+
+
+def _sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def _centroid_details(z: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest-centroid labels, distance-margin confidence and all distances."""
+    z64 = np.asarray(z, dtype=np.float64)
+    c64 = np.asarray(centers, dtype=np.float64)
+    d2 = (z64 * z64).sum(1)[:, None] - 2 * z64 @ c64.T + (c64 * c64).sum(1)[None, :]
+    dist = np.sqrt(np.maximum(d2, 0.0))
+    labels = dist.argmin(axis=1)
+    if dist.shape[1] > 1:
+        part = np.partition(dist, 1, axis=1)
+        confidence = 1.0 - part[:, 0] / np.maximum(part[:, 1], 1e-12)
+    else:
+        confidence = np.ones(len(z))
+    return labels, confidence, dist
+
+
+class Clusterer(ABC):
+    """Common contract: ``fit`` on the feature space, ``predict`` new rows, export/import state.
+
+    Fitted attributes: ``labels_`` (training labels, size-ordered, noise -1), ``n_clusters_``.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: Any, seed: int = 0) -> None:
+        self.config = config
+        self.seed = seed
+
+    @abstractmethod
+    def fit(self, z: np.ndarray) -> Self:
+        """Fit on the feature-space matrix and set ``labels_`` and ``n_clusters_``."""
+
+    @abstractmethod
+    def predict_details(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Labels, confidence in [0, 1], and extra per-segment arrays (distances or probabilities)."""
+
+    def predict(self, z: np.ndarray) -> np.ndarray:
+        """Segment of each row (noise -1)."""
+        return self.predict_details(z)[0]
+
+    @abstractmethod
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
+        """``(meta, arrays, blob)``; ``blob`` is a joblib payload only for HDBSCAN's prediction data."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None) -> Self:
+        """Rebuild from :meth:`get_state` output."""
+
+    def _meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "config": self.config.model_dump(mode="json"), "seed": self.seed,
+                "n_clusters": self.n_clusters_}
+
+
+# ------------------------------------------------------------------------------------ centroid family
+class _CentroidClusterer(Clusterer):
+    """Shared prediction and state for models that assign to the nearest centroid."""
+
+    def _finish(self, z: np.ndarray, centers: np.ndarray) -> None:
+        raw, _, _ = _centroid_details(z, centers)
+        mapping = _size_order(raw, len(centers))
+        ordered = np.empty_like(centers)
+        ordered[mapping] = centers
+        self.cluster_centers_ = ordered.astype(np.float32)
+        self.n_clusters_ = len(centers)
+        # Training labels are defined by the same rule prediction uses, so a saved bundle reproduces them.
+        self.labels_ = self.predict(z)
+
+    def predict_details(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Nearest centroid, margin confidence, distances to every centroid."""
+        labels, confidence, dist = _centroid_details(z, self.cluster_centers_)
+        return labels.astype(np.int64), confidence, {"distances": dist}
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
+        """Centroids only."""
+        return self._meta(), {"cluster_centers": self.cluster_centers_}, None
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None) -> Self:  # noqa: ARG003
+        """Rebuild from centroids."""
+        obj = cls(_CONFIGS[meta["kind"]].model_validate(meta["config"]), seed=int(meta["seed"]))
+        obj.cluster_centers_ = arrays["cluster_centers"]
+        obj.n_clusters_ = int(meta["n_clusters"])
+        return obj
+
+
+class KMeansClusterer(_CentroidClusterer):
+    """Lloyd k-means with k-means++ initialisation."""
+
+    kind = "kmeans"
+
+    def fit(self, z: np.ndarray) -> Self:
+        """Fit k-means with ``config.n_clusters`` (set by the k search when not fixed)."""
+        model = KMeans(n_clusters=self.config.n_clusters, n_init=self.config.n_init,
+                       max_iter=self.config.max_iter, random_state=self.seed).fit(z)
+        self._finish(z, model.cluster_centers_)
+        return self
+
+
+class MiniBatchKMeansClusterer(_CentroidClusterer):
+    """Mini-batch k-means: near k-means quality at a fraction of the cost on millions of rows."""
+
+    kind = "minibatch_kmeans"
+
+    def fit(self, z: np.ndarray) -> Self:
+        """Fit mini-batch k-means."""
+        model = MiniBatchKMeans(n_clusters=self.config.n_clusters, n_init=self.config.n_init,
+                                batch_size=self.config.batch_size, random_state=self.seed).fit(z)
+        self._finish(z, model.cluster_centers_)
+        return self
+
+
+class AgglomerativeClusterer(_CentroidClusterer):
+    """Agglomerative clustering on a sample (it is quadratic); every row then joins its nearest centroid."""
+
+    kind = "agglomerative"
+
+    def fit(self, z: np.ndarray) -> Self:
+        """Fit on at most ``max_fit_rows`` sampled rows and keep the clusters' centroids."""
+        idx = _sample_rows(len(z), self.config.max_fit_rows, self.seed)
+        fitted = AgglomerativeClustering(n_clusters=self.config.n_clusters, linkage=self.config.linkage).fit(z[idx])
+        centers = np.stack([z[idx][fitted.labels_ == c].mean(axis=0) for c in range(self.config.n_clusters)])
+        self._finish(z, centers)
+        return self
+
+
+# -------------------------------------------------------------------------------------------- GMM
+class GMMClusterer(Clusterer):
+    """Gaussian mixture model; confidence is the posterior probability of the chosen component."""
+
+    kind = "gmm"
+
+    def fit(self, z: np.ndarray) -> Self:
+        """Fit by EM, then order components by size."""
+        model = GaussianMixture(n_components=self.config.n_clusters, covariance_type=self.config.covariance_type,
+                                n_init=self.config.n_init, max_iter=self.config.max_iter,
+                                random_state=self.seed, reg_covar=1e-5).fit(z)
+        raw = model.predict(z)
+        mapping = _size_order(raw, model.n_components)
+        order = np.argsort(mapping)  # order[new] = raw
+        model.weights_ = model.weights_[order]
+        model.means_ = model.means_[order]
+        if self.config.covariance_type in {"full", "diag", "spherical"}:
+            model.covariances_ = model.covariances_[order]
+            model.precisions_cholesky_ = model.precisions_cholesky_[order]
+        if hasattr(model, "precisions_") and self.config.covariance_type != "tied":
+            model.precisions_ = model.precisions_[order]
+        self.model_ = model
+        self.n_clusters_ = model.n_components
+        self.labels_ = self.predict(z)
+        return self
+
+    def predict_details(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Most probable component and the posterior of every component."""
+        proba = self.model_.predict_proba(np.asarray(z, dtype=np.float64))
+        labels = proba.argmax(axis=1).astype(np.int64)
+        return labels, proba.max(axis=1), {"probabilities": proba}
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
+        """Mixture parameters as arrays."""
+        m = self.model_
+        arrays = {"weights": m.weights_, "means": m.means_, "covariances": m.covariances_,
+                  "precisions_cholesky": m.precisions_cholesky_}
+        return self._meta(), arrays, None
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None) -> Self:  # noqa: ARG003
+        """Rebuild a GaussianMixture from its parameters (no refit)."""
+        obj = cls(GMMConfig.model_validate(meta["config"]), seed=int(meta["seed"]))
+        m = GaussianMixture(n_components=int(meta["n_clusters"]), covariance_type=obj.config.covariance_type)
+        m.weights_, m.means_ = arrays["weights"], arrays["means"]
+        m.covariances_, m.precisions_cholesky_ = arrays["covariances"], arrays["precisions_cholesky"]
+        obj.model_ = m
+        obj.n_clusters_ = int(meta["n_clusters"])
+        return obj
+
+
+# ---------------------------------------------------------------------------------------- HDBSCAN
+class HDBSCANClusterer(Clusterer):
+    """HDBSCAN fitted on a sample; other rows (and new customers) via ``approximate_predict``."""
+
+    kind = "hdbscan"
+
+    def fit(self, z: np.ndarray) -> Self:
+        """Fit with prediction data; noise stays -1."""
+        import hdbscan
+
+        idx = _sample_rows(len(z), self.config.max_fit_rows, self.seed)
+        model = hdbscan.HDBSCAN(min_cluster_size=self.config.min_cluster_size, min_samples=self.config.min_samples,
+                                cluster_selection_method=self.config.cluster_selection_method,
+                                prediction_data=True, core_dist_n_jobs=1).fit(z[idx].astype(np.float64))
+        self.model_ = model
+        n_raw = int(model.labels_.max()) + 1
+        self.label_map_ = _size_order(model.labels_, max(n_raw, 1)) if n_raw > 0 else np.zeros(0, np.int64)
+        self.n_clusters_ = n_raw
+        labels = self.predict(z)
+        labels[idx] = _apply_map(model.labels_, self.label_map_)  # fitted rows keep their fitted labels
+        self.labels_ = labels
+        return self
+
+    def predict_details(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Approximate prediction with membership strength as confidence."""
+        import hdbscan
+
+        if self.n_clusters_ == 0:
+            return np.full(len(z), NOISE, np.int64), np.zeros(len(z)), {}
+        raw, strength = hdbscan.approximate_predict(self.model_, np.asarray(z, dtype=np.float64))
+        return _apply_map(np.asarray(raw), self.label_map_), np.asarray(strength, dtype=np.float64), {}
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
+        """HDBSCAN's prediction data has no array form: it is a joblib blob (digest-checked on load)."""
+        buffer = io.BytesIO()
+        joblib.dump(self.model_, buffer)
+        return self._meta(), {"label_map": self.label_map_}, buffer.getvalue()
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None) -> Self:
+        """Rebuild from the joblib blob (callers verify its digest first)."""
+        if blob is None:
+            raise ValueError("HDBSCAN state needs its joblib payload")
+        obj = cls(HDBSCANConfig.model_validate(meta["config"]), seed=int(meta["seed"]))
+        obj.model_ = joblib.load(io.BytesIO(blob))  # noqa: S301 - payload digest verified by the bundle loader
+        obj.label_map_ = arrays["label_map"]
+        obj.n_clusters_ = int(meta["n_clusters"])
+        return obj
+
+
+# ----------------------------------------------------------------------------------------- DBSCAN
+class DBSCANClusterer(Clusterer):
+    """DBSCAN fitted on a sample; rows join the cluster of their nearest core point within ``eps``."""
+
+    kind = "dbscan"
+
+    def fit(self, z: np.ndarray) -> Self:
+        """Fit on a sample and keep its core points."""
+        idx = _sample_rows(len(z), self.config.max_fit_rows, self.seed)
+        fitted = DBSCAN(eps=self.config.eps, min_samples=self.config.min_samples).fit(z[idx])
+        core = fitted.core_sample_indices_
+        raw = fitted.labels_
+        n_raw = int(raw.max()) + 1
+        self.label_map_ = _size_order(raw, n_raw) if n_raw > 0 else np.zeros(0, np.int64)
+        self.core_points_ = z[idx][core].astype(np.float32)
+        self.core_labels_ = _apply_map(raw[core], self.label_map_)
+        self.n_clusters_ = n_raw
+        labels = self.predict(z)
+        labels[idx] = _apply_map(raw, self.label_map_)
+        self.labels_ = labels
+        return self
+
+    def predict_details(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Nearest core point within eps, else noise."""
+        if len(self.core_points_) == 0:
+            return np.full(len(z), NOISE, np.int64), np.zeros(len(z)), {}
+        if not hasattr(self, "_index"):
+            self._index = NearestNeighbors(n_neighbors=1).fit(self.core_points_)  # an index, not a refit
+        dist, nearest = self._index.kneighbors(np.asarray(z, dtype=np.float32))
+        dist, nearest = dist[:, 0], nearest[:, 0]
+        labels = np.where(dist <= self.config.eps, self.core_labels_[nearest], NOISE).astype(np.int64)
+        confidence = np.clip(1.0 - dist / self.config.eps, 0.0, 1.0)
+        return labels, confidence, {}
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
+        """Core points and their labels."""
+        return self._meta(), {"core_points": self.core_points_, "core_labels": self.core_labels_}, None
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None) -> Self:  # noqa: ARG003
+        """Rebuild from core points."""
+        obj = cls(DBSCANConfig.model_validate(meta["config"]), seed=int(meta["seed"]))
+        obj.core_points_, obj.core_labels_ = arrays["core_points"], arrays["core_labels"]
+        obj.n_clusters_ = int(meta["n_clusters"])
+        return obj
+
+
+_CLASSES: dict[str, type[Clusterer]] = {
+    c.kind: c for c in (KMeansClusterer, MiniBatchKMeansClusterer, GMMClusterer, HDBSCANClusterer,
+                        AgglomerativeClusterer, DBSCANClusterer)
+}
+_CONFIGS: dict[str, type] = {
+    "kmeans": KMeansConfig, "minibatch_kmeans": MiniBatchKMeansConfig, "gmm": GMMConfig, "hdbscan": HDBSCANConfig,
+    "agglomerative": AgglomerativeConfig, "dbscan": DBSCANConfig,
+}
+
+
+def clusterer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None) -> Clusterer:
+    """Rebuild any fitted clusterer from its stored state."""
+    return _CLASSES[meta["kind"]].from_state(meta, arrays, blob)
+
+
+# ------------------------------------------------------------------------------------ k selection
+@dataclass
+class ClusterResult:
+    """The winning model together with its own labels and score, plus the score of every k tried."""
+
+    model: Clusterer
+    labels: np.ndarray
+    score: float | None
+    k_scores: dict[int, float | None] = field(default_factory=dict)
+    criterion: str = "silhouette"
+
+
+def sampled_silhouette(x: np.ndarray, labels: np.ndarray, sample_size: int, seed: int) -> float | None:
+    """Silhouette on a seeded sample of non-noise rows; None when fewer than two clusters remain."""
+    keep = np.flatnonzero(labels >= 0)
+    if len(keep) > sample_size:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, sample_size, replace=False))
+    n_labels = len(np.unique(labels[keep]))
+    if n_labels < 2 or n_labels >= len(keep):
+        return None
+    return float(silhouette_score(x[keep], labels[keep]))
+
+
+def fit_clusterer(z: np.ndarray, x_eval: np.ndarray, config: ClusterConfig, *, seed: int,
+                  silhouette_sample: int) -> ClusterResult:
+    """Fit the configured clusterer; when ``n_clusters`` is null, try every k and keep the best.
+
+    The criterion is the silhouette on a seeded sample, computed in ``x_eval`` (the preprocessed input
+    space) so the choice does not depend on the featurizer. Ties go to the smaller k.
+
+    Args:
+        z: feature-space matrix the clusterer is fitted on.
+        x_eval: preprocessed matrix (same rows) for the criterion.
+        config: the clusterer section of the configuration.
+        seed: random seed.
+        silhouette_sample: rows sampled for the silhouette.
+    """
+    cls = _CLASSES[config.kind]
+    searchable = isinstance(config, (KMeansConfig, MiniBatchKMeansConfig, GMMConfig, AgglomerativeConfig))
+    if not searchable or config.n_clusters is not None:
+        model = cls(config, seed=seed).fit(z)
+        score = sampled_silhouette(x_eval, model.labels_, silhouette_sample, seed)
+        k_scores = {model.n_clusters_: score} if searchable else {}
+        return ClusterResult(model=model, labels=model.labels_, score=score, k_scores=k_scores)
+    best: ClusterResult | None = None
+    scores: dict[int, float | None] = {}
+    ks = range(config.search.k_min, config.search.k_max + 1)
+    for k in tqdm(ks, desc=f"{config.kind}: choosing k", disable=None, leave=False):
+        model = cls(config.model_copy(update={"n_clusters": k}), seed=seed).fit(z)
+        score = sampled_silhouette(x_eval, model.labels_, silhouette_sample, seed)
+        scores[k] = score
+        logger.info("%s k=%d silhouette=%s", config.kind, k, "n/a" if score is None else f"{score:.4f}")
+        if score is not None and (best is None or best.score is None or score > best.score):
+            best = ClusterResult(model=model, labels=model.labels_, score=score)
+    if best is None:
+        raise ValueError(f"no k in {config.search.k_min}..{config.search.k_max} gave two or more clusters")
+    best.k_scores = scores
+    return best

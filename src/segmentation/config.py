@@ -1,0 +1,329 @@
+"""Typed, strict configuration: parsed once at the entry point.
+
+Every section is a frozen pydantic model that forbids unknown keys. Pluggable components (featurizer,
+clusterer) are discriminated unions on a ``kind`` field, so ``-S featurize=autoencoder`` switches the
+component and ``-S featurize.encoding_dim=8`` sets one of its parameters. The same dotted overrides
+are used by the CLI and by sweeps.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from segmentation.errors import ConfigError
+
+DEFAULTS_FILE = Path(__file__).parent / "defaults" / "params.yaml"
+
+
+class Strict(BaseModel):
+    """Base for every config section: immutable, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------- data
+class DataConfig(Strict):
+    """Where the customer table comes from and how its columns are read."""
+
+    path: str | None = Field(None, description="CSV or Parquet file; None means the bundled CC GENERAL sample.")
+    id_column: str | None = Field(None, description="Customer ID column; auto-detected when unambiguous.")
+    schema_kind: Literal["auto", "cc_general", "inferred"] = Field(
+        "auto", description="'auto' uses the CC GENERAL model when the table looks like it, else infers one."
+    )
+    drop_columns: tuple[str, ...] = Field((), description="Columns ignored for segmentation.")
+    max_categories: int = Field(20, ge=2, le=1000, description="Most frequent levels kept per categorical.")
+    reference_date: str | None = Field(
+        None, description="ISO date for 'days since' features; default is the latest date in the training data."
+    )
+    float32: bool = Field(True, description="Compute in float32 (halves memory; safe after scaling).")
+
+
+# --------------------------------------------------------------------------------------- preprocess
+class PreprocessConfig(Strict):
+    """Preprocessing fitted on training data only."""
+
+    impute: Literal["median", "mean"] = "median"
+    skew: Literal["none", "log1p", "yeo-johnson"] = "yeo-johnson"
+    skew_threshold: float = Field(
+        0.75, ge=0, description="Only columns whose absolute skewness exceeds this are transformed."
+    )
+    clip_quantiles: tuple[float, float] | None = Field(
+        (0.005, 0.995), description="Clip every numeric column at these training quantiles; null disables."
+    )
+    scale: Literal["standard", "robust", "none"] = "standard"
+    fit_sample: int = Field(200_000, ge=1000, description="Rows used to estimate quantiles and skew parameters.")
+
+    @field_validator("clip_quantiles")
+    @classmethod
+    def _check_quantiles(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0.0 <= value[0] < value[1] <= 1.0:
+            raise ValueError("clip_quantiles must satisfy 0 <= low < high <= 1")
+        return value
+
+
+# --------------------------------------------------------------------------------------- featurize
+class NoFeaturizerConfig(Strict):
+    """Cluster directly in the preprocessed space."""
+
+    kind: Literal["none"] = "none"
+
+
+class PCAConfig(Strict):
+    """Principal components: a fixed number, or enough to reach an explained-variance target."""
+
+    kind: Literal["pca"] = "pca"
+    n_components: int | None = Field(None, ge=1, description="Fixed number of components (wins over variance).")
+    variance: float = Field(0.9, gt=0, le=1, description="Explained-variance target when n_components is null.")
+    whiten: bool = False
+
+
+class AutoencoderConfig(Strict):
+    """A PyTorch Lightning MLP autoencoder; the bottleneck is the feature space."""
+
+    kind: Literal["autoencoder"] = "autoencoder"
+    hidden_sizes: tuple[int, ...] = Field((64, 32), description="Encoder widths; the decoder mirrors them.")
+    encoding_dim: int = Field(8, ge=1)
+    activation: Literal["relu", "gelu", "tanh", "elu", "leaky_relu"] = "relu"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    loss: Literal["mse", "huber"] = "mse"
+    batch_size: int = Field(256, ge=1)
+    max_epochs: int = Field(50, ge=1)
+    patience: int = Field(5, ge=1, description="Early-stopping patience in epochs, on the validation loss.")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    max_train_rows: int = Field(200_000, ge=100, description="Rows sampled for training; all rows are encoded.")
+    accelerator: Literal["cpu", "auto", "gpu"] = "cpu"
+
+
+FeaturizeConfig = Annotated[NoFeaturizerConfig | PCAConfig | AutoencoderConfig, Field(discriminator="kind")]
+
+
+# ----------------------------------------------------------------------------------------- cluster
+class KSearch(Strict):
+    """How the number of clusters is chosen when it is not fixed."""
+
+    k_min: int = Field(2, ge=2)
+    k_max: int = Field(10, ge=2)
+    criterion: Literal["silhouette"] = Field(
+        "silhouette", description="Silhouette on a sample, in the preprocessed input space."
+    )
+
+    @model_validator(mode="after")
+    def _check_range(self) -> KSearch:
+        if self.k_max < self.k_min:
+            raise ValueError("k_max must be >= k_min")
+        return self
+
+
+class _KClusterer(Strict):
+    n_clusters: int | None = Field(None, ge=2, description="Fixed k; null searches k_min..k_max.")
+    search: KSearch = KSearch()
+
+
+class KMeansConfig(_KClusterer):
+    """Lloyd k-means (k-means++ init, several restarts)."""
+
+    kind: Literal["kmeans"] = "kmeans"
+    n_init: int = Field(4, ge=1)
+    max_iter: int = Field(300, ge=1)
+
+
+class MiniBatchKMeansConfig(_KClusterer):
+    """Mini-batch k-means for very large tables."""
+
+    kind: Literal["minibatch_kmeans"] = "minibatch_kmeans"
+    n_init: int = Field(3, ge=1)
+    batch_size: int = Field(4096, ge=16)
+
+
+class GMMConfig(_KClusterer):
+    """Gaussian mixture; gives membership probabilities."""
+
+    kind: Literal["gmm"] = "gmm"
+    covariance_type: Literal["full", "tied", "diag", "spherical"] = "full"
+    n_init: int = Field(2, ge=1)
+    max_iter: int = Field(200, ge=1)
+
+
+class HDBSCANConfig(Strict):
+    """Density clustering with noise (-1); new customers via approximate_predict."""
+
+    kind: Literal["hdbscan"] = "hdbscan"
+    min_cluster_size: int = Field(100, ge=2)
+    min_samples: int | None = Field(None, ge=1)
+    cluster_selection_method: Literal["eom", "leaf"] = "eom"
+    max_fit_rows: int = Field(50_000, ge=100, description="Fit on a sample this large; the rest are predicted.")
+
+
+class AgglomerativeConfig(_KClusterer):
+    """Ward agglomerative clustering (quadratic: fitted on a sample); new customers go to the nearest centroid."""
+
+    kind: Literal["agglomerative"] = "agglomerative"
+    linkage: Literal["ward", "average", "complete"] = "ward"
+    max_fit_rows: int = Field(15_000, ge=100)
+
+
+class DBSCANConfig(Strict):
+    """DBSCAN (fitted on a sample); new customers join the cluster of the nearest core point within eps."""
+
+    kind: Literal["dbscan"] = "dbscan"
+    eps: float = Field(1.5, gt=0)
+    min_samples: int = Field(20, ge=1)
+    max_fit_rows: int = Field(30_000, ge=100)
+
+
+ClusterConfig = Annotated[
+    KMeansConfig | MiniBatchKMeansConfig | GMMConfig | HDBSCANConfig | AgglomerativeConfig | DBSCANConfig,
+    Field(discriminator="kind"),
+]
+
+
+# -------------------------------------------------------------------------------------- evaluation
+class EvaluateConfig(Strict):
+    """Metrics are computed in the preprocessed input space so featurizers are comparable."""
+
+    silhouette_sample: int = Field(10_000, ge=100, description="Rows sampled for the silhouette score.")
+    agreement_sample: int = Field(100_000, ge=100, description="Rows re-predicted through the saved bundle.")
+
+
+class SegmentConfig(Strict):
+    """The whole, resolved configuration of a training run."""
+
+    seed: int = 42
+    model_name: str = Field("customer-segments", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig = DataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    featurize: FeaturizeConfig = PCAConfig()
+    cluster: ClusterConfig = KMeansConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    def section_json(self, name: str) -> str:
+        """Canonical JSON of one section (used in cache keys)."""
+        return json.dumps(getattr(self, name).model_dump(mode="json"), sort_keys=True)
+
+    def flat(self) -> dict[str, Any]:
+        """Flat dotted keys (``featurize.encoding_dim``), as dashboards and sweeps expect."""
+        return flatten(self.model_dump(mode="json"))
+
+
+# ----------------------------------------------------------------------------------------- parsing
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into dotted keys."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``key.path=value``; the value is read as YAML (``8`` -> int, ``[2, 6]`` -> list, ``null``)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. featurize.encoding_dim=8)")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key}: cannot read value {raw!r}: {exc}") from exc
+    return key, value
+
+
+_UNION_SECTIONS = {"featurize", "cluster"}
+
+
+def apply_overrides(tree: dict[str, Any], overrides: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Apply dotted overrides to a raw config tree (a deep copy is returned).
+
+    Setting a component section to a bare name (``featurize=autoencoder``) switches its ``kind`` and
+    resets its parameters to that component's defaults; such switches are applied before parameter
+    overrides so the order on the command line does not matter.
+    """
+    out = copy.deepcopy(tree)
+    items = list(overrides)
+    switches = [(k, v) for k, v in items if k in _UNION_SECTIONS and isinstance(v, str)]
+    others = [(k, v) for k, v in items if not (k in _UNION_SECTIONS and isinstance(v, str))]
+    for key, value in switches:
+        out[key] = {"kind": value}
+    for key, value in others:
+        parts = key.split(".")
+        node = out
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts[: depth + 1])} is a value, not a section; cannot set {key}")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _KIND_TAGS))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "union_tag_invalid":
+            msg = f"unknown kind {err['input']!r}; allowed: {err['ctx']['expected_tags']}"
+            loc = loc or "kind"
+        lines.append(f"  {loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else ""))
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+_KIND_TAGS = {
+    "none", "pca", "autoencoder", "kmeans", "minibatch_kmeans", "gmm", "hdbscan", "agglomerative", "dbscan",
+}
+
+
+def default_tree() -> dict[str, Any]:
+    """The project's default configuration (the one ``make demo`` uses), as a raw tree."""
+    with DEFAULTS_FILE.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Iterable[str | tuple[str, Any]] = ()
+) -> SegmentConfig:
+    """Build the resolved, validated configuration.
+
+    Args:
+        path: YAML file replacing the packaged defaults; None uses the defaults.
+        overrides: ``key=value`` strings (or parsed pairs), applied in order.
+
+    Returns:
+        The frozen, validated configuration.
+
+    Raises:
+        ConfigError: on unreadable files, unknown keys or bad values; the message names the key.
+    """
+    if path is None:
+        tree = default_tree()
+    else:
+        try:
+            tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    pairs = [parse_override(o) if isinstance(o, str) else o for o in overrides]
+    tree = apply_overrides(tree, pairs)
+    try:
+        return SegmentConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from exc

@@ -1,0 +1,1 @@
+"""Customer tables: reading, validation, schemas and synthetic data."""

@@ -1,0 +1,144 @@
+"""Reading and writing customer tables, content hashing and atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segmentation.data.validation import Failure, ValidationReport
+from segmentation.errors import DataValidationError
+
+SAMPLE_DATA = Path(__file__).resolve().parent / "sample" / "cc_general.csv"
+"""The bundled CC GENERAL sample, shipped inside the package (source: ``sample/README.md`` beside it)."""
+
+_READ_BLOCK = 8 * 1024 * 1024
+
+
+def sample_data_path() -> Path:
+    """Path of the bundled CC GENERAL sample."""
+    return SAMPLE_DATA
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, streamed (the data content hash used in cache keys and manifests)."""
+    with Path(path).open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _table_failure(path: Path, check: str, detail: str) -> DataValidationError:
+    report = ValidationReport(source=str(path), n_rows=0, n_columns=0,
+                              failures=[Failure(column="<table>", check=check, count=1, examples=[detail])])
+    return DataValidationError(report)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet customer table.
+
+    CSV goes through the pyarrow engine (multi-threaded, typed); Parquet is read with its stored types.
+
+    Raises:
+        FileNotFoundError: the path does not exist (an IO problem, retryable by callers).
+        DataValidationError: the file is empty or is not a table; the report names the problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if path.stat().st_size == 0:
+        raise _table_failure(path, "non_empty_file", "the file is empty (0 bytes)")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(path)
+        elif suffix.endswith((".csv", ".csv.gz", ".txt")):
+            frame = _read_csv(path)
+        else:
+            raise _table_failure(path, "known_format", f"unsupported file type {path.suffix!r}; use .csv or .parquet")
+    except DataValidationError:
+        raise
+    except Exception as exc:  # pyarrow/pandas raise many types for garbage input
+        raise _table_failure(path, "readable_table", f"cannot read as a table: {type(exc).__name__}: {exc}") from exc
+    if frame.shape[1] < 2:
+        raise _table_failure(path, "has_columns",
+                             f"found {frame.shape[1]} column(s); a customer table needs an ID and features")
+    if len(frame) == 0:
+        raise _table_failure(path, "has_rows", "the table has a header but no rows")
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, engine="pyarrow")
+    except UnicodeDecodeError:
+        raise
+    except Exception:  # noqa: BLE001 - fall back to the C parser, which tolerates more dialects
+        return pd.read_csv(path, low_memory=False)
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table as CSV or Parquet (by suffix), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            frame.to_parquet(tmp, index=False)
+        elif path.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            raise ValueError(f"unsupported output type {path.suffix!r}; use .csv or .parquet")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write JSON atomically (sorted keys, indented)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    """Write text atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move a fully written directory onto ``target``; a previous ``target`` is removed only afterwards."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_dir(target: Path) -> Path:
+    """A fresh temporary directory beside ``target`` (same filesystem, so the final rename is atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))

@@ -1,0 +1,200 @@
+"""Preprocessing fitted on training data only: encode, impute, clip, unskew, scale.
+
+The fitted state is a handful of arrays (medians, quantiles, Yeo-Johnson lambdas, centres, scales,
+category levels) saved as JSON + NPZ; nothing is refit at prediction time and no pickle is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from segmentation.config import PreprocessConfig
+from segmentation.data.validation import TableSchema
+
+logger = logging.getLogger(__name__)
+
+
+def yeo_johnson(x: np.ndarray, lmbda: float) -> np.ndarray:
+    """Apply the Yeo-Johnson power transform with a fixed lambda (vectorized, float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    pos = x >= 0
+    if abs(lmbda) > 1e-12:
+        out[pos] = np.expm1(lmbda * np.log1p(x[pos])) / lmbda
+    else:
+        out[pos] = np.log1p(x[pos])
+    if abs(lmbda - 2) > 1e-12:
+        out[~pos] = -np.expm1((2 - lmbda) * np.log1p(-x[~pos])) / (2 - lmbda)
+    else:
+        out[~pos] = -np.log1p(-x[~pos])
+    return out
+
+
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """``log1p`` that keeps the sign, so it is defined for negative values too."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+class Preprocessor:
+    """Turn a validated customer table into a dense float matrix.
+
+    Numeric, boolean and date columns (dates become days before the reference date) are imputed,
+    clipped at training quantiles (rows are never dropped), unskewed where strongly skewed, and scaled.
+    Categorical columns are one-hot encoded on the training levels; unseen or missing levels encode as
+    all zeros.
+
+    Args:
+        schema: the table schema (feature columns, kinds, categories, reference date).
+        config: the preprocessing section of the configuration.
+        float32: produce float32 output.
+        seed: seed of the row sample used to estimate quantiles and skew parameters.
+    """
+
+    def __init__(self, schema: TableSchema, config: PreprocessConfig, float32: bool = True, seed: int = 0) -> None:
+        self.schema = schema
+        self.config = config
+        self.float32 = float32
+        self.seed = seed
+
+    # -------------------------------------------------------------------------------- encoding
+    @property
+    def _dense_columns(self) -> list[str]:
+        return [c.name for c in self.schema.columns if c.kind != "categorical"]
+
+    @property
+    def _categorical_columns(self) -> list[str]:
+        return [c.name for c in self.schema.columns if c.kind == "categorical"]
+
+    def _dense_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        ref = pd.Timestamp(self.schema.reference_date) if self.schema.reference_date else None
+        blocks = []
+        for name in self._dense_columns:
+            spec = self.schema.column(name)
+            series = frame[name]
+            if spec.kind == "datetime":
+                stamps = pd.to_datetime(series, errors="coerce", format="ISO8601")
+                values = ((ref - stamps).dt.total_seconds() / 86400.0).to_numpy(dtype=np.float64, na_value=np.nan)
+            elif spec.kind == "boolean":
+                values = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            blocks.append(values)
+        if not blocks:
+            return np.empty((len(frame), 0))
+        return np.column_stack(blocks)
+
+    def _onehot(self, frame: pd.DataFrame) -> np.ndarray:
+        dtype = np.float32 if self.float32 else np.float64
+        blocks = []
+        for name in self._categorical_columns:
+            levels = list(self.schema.column(name).categories)
+            codes = pd.Categorical(frame[name].astype("string"), categories=levels).codes
+            block = np.zeros((len(frame), len(levels)), dtype=dtype)
+            known = codes >= 0
+            block[np.flatnonzero(known), codes[known]] = 1.0
+            blocks.append(block)
+        return np.hstack(blocks) if blocks else np.empty((len(frame), 0), dtype=dtype)
+
+    # ------------------------------------------------------------------------------------- fit
+    def fit(self, frame: pd.DataFrame) -> Self:
+        """Estimate every parameter from the training table (a sample of rows for quantiles/skew)."""
+        cfg = self.config
+        rng = np.random.default_rng(self.seed)
+        n = len(frame)
+        idx = np.sort(rng.choice(n, cfg.fit_sample, replace=False)) if n > cfg.fit_sample else np.arange(n)
+        dense = self._dense_matrix(frame.iloc[idx])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are caught by validation
+            self.impute_ = (np.nanmedian(dense, axis=0) if cfg.impute == "median" else np.nanmean(dense, axis=0))
+        self.impute_ = np.nan_to_num(self.impute_, nan=0.0)
+        dense = np.where(np.isnan(dense), self.impute_, dense)
+        if cfg.clip_quantiles is not None and len(dense):
+            self.clip_low_, self.clip_high_ = np.quantile(dense, cfg.clip_quantiles, axis=0)
+            dense = np.clip(dense, self.clip_low_, self.clip_high_)
+        else:
+            self.clip_low_ = np.full(dense.shape[1], -np.inf)
+            self.clip_high_ = np.full(dense.shape[1], np.inf)
+        skewness = np.nan_to_num(stats.skew(dense, axis=0)) if len(dense) > 2 else np.zeros(dense.shape[1])
+        self.skewed_ = (np.abs(skewness) > cfg.skew_threshold) if cfg.skew != "none" else np.zeros(
+            dense.shape[1], bool)
+        self.lambdas_ = np.ones(dense.shape[1])
+        for j in np.flatnonzero(self.skewed_):
+            if cfg.skew == "yeo-johnson":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    self.lambdas_[j] = float(stats.yeojohnson_normmax(dense[:, j]))
+                dense[:, j] = yeo_johnson(dense[:, j], self.lambdas_[j])
+            else:
+                dense[:, j] = signed_log1p(dense[:, j])
+        if cfg.scale == "standard":
+            self.center_ = dense.mean(axis=0)
+            self.scale_ = dense.std(axis=0)
+        elif cfg.scale == "robust":
+            q1, median, q3 = np.quantile(dense, [0.25, 0.5, 0.75], axis=0)
+            self.center_, self.scale_ = median, q3 - q1
+        else:
+            self.center_, self.scale_ = np.zeros(dense.shape[1]), np.ones(dense.shape[1])
+        self.scale_ = np.where(self.scale_ > 1e-12, self.scale_, 1.0)
+        self.feature_names_out_ = self._dense_columns + [
+            f"{name}={level}" for name in self._categorical_columns for level in self.schema.column(name).categories
+        ]
+        logger.info("preprocessing fitted on %d rows: %d dense columns (%d unskewed), %d one-hot columns",
+                    len(idx), len(self._dense_columns), int(self.skewed_.sum()),
+                    len(self.feature_names_out_) - len(self._dense_columns))
+        return self
+
+    # ------------------------------------------------------------------------------- transform
+    def transform(self, frame: pd.DataFrame, chunk_rows: int = 250_000) -> np.ndarray:
+        """Encode and transform rows with the fitted parameters (chunked to bound memory)."""
+        dtype = np.float32 if self.float32 else np.float64
+        out = np.empty((len(frame), len(self.feature_names_out_)), dtype=dtype)
+        n_dense = len(self._dense_columns)
+        for start in range(0, len(frame), chunk_rows):
+            part = frame.iloc[start:start + chunk_rows]
+            dense = self._dense_matrix(part)
+            dense = np.where(np.isnan(dense), self.impute_, dense)
+            dense = np.clip(dense, self.clip_low_, self.clip_high_)
+            for j in np.flatnonzero(self.skewed_):
+                if self.config.skew == "yeo-johnson":
+                    dense[:, j] = yeo_johnson(dense[:, j], self.lambdas_[j])
+                else:
+                    dense[:, j] = signed_log1p(dense[:, j])
+            out[start:start + len(part), :n_dense] = (dense - self.center_) / self.scale_
+            out[start:start + len(part), n_dense:] = self._onehot(part)
+        return out
+
+    def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Fit, then transform the same table."""
+        return self.fit(frame).transform(frame)
+
+    # ----------------------------------------------------------------------------------- state
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able meta and the fitted arrays."""
+        meta = {
+            "config": self.config.model_dump(mode="json"),
+            "float32": self.float32,
+            "feature_names_out": self.feature_names_out_,
+        }
+        arrays = {
+            "impute": self.impute_, "clip_low": self.clip_low_, "clip_high": self.clip_high_,
+            "skewed": self.skewed_, "lambdas": self.lambdas_, "center": self.center_, "scale": self.scale_,
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, schema: TableSchema, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        """Rebuild the fitted preprocessor (the schema is stored separately in the bundle)."""
+        obj = cls(schema, PreprocessConfig.model_validate(meta["config"]), float32=bool(meta["float32"]))
+        obj.impute_ = arrays["impute"]
+        obj.clip_low_, obj.clip_high_ = arrays["clip_low"], arrays["clip_high"]
+        obj.skewed_ = arrays["skewed"].astype(bool)
+        obj.lambdas_ = arrays["lambdas"]
+        obj.center_, obj.scale_ = arrays["center"], arrays["scale"]
+        obj.feature_names_out_ = list(meta["feature_names_out"])
+        return obj
