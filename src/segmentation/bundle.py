@@ -35,6 +35,10 @@ from segmentation.features import Featurizer, featurizer_from_state
 from segmentation.preprocess import Preprocessor
 
 BUNDLE_FORMAT = 1
+_REQUIRED_FILES = frozenset({
+    "schema.json", "preprocess.json", "preprocess.npz", "featurizer.json", "featurizer.npz", "clusterer.json",
+    "clusterer.npz", "segments.json",
+})
 
 
 @dataclass
@@ -167,9 +171,19 @@ def load_bundle(path: str | Path) -> SegmentationModel:
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise BundleError(f"{path} is not a model bundle (no manifest.json)")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: unsupported bundle format {manifest.get('format')!r}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: manifest.json is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        format_ = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BundleError(f"{path}: unsupported bundle format {format_!r}")
+    listed = manifest.get("files")
+    if not isinstance(listed, dict):
+        raise BundleError(f"{path}: manifest.json has no file digests")
+    unlisted = sorted(_REQUIRED_FILES - set(listed))
+    if unlisted:
+        raise BundleError(f"{path}: manifest.json does not list {', '.join(unlisted)}")
     blobs: dict[str, bytes] = {}
     for name, expected in manifest["files"].items():
         file = path / name
@@ -177,7 +191,8 @@ def load_bundle(path: str | Path) -> SegmentationModel:
             raise BundleError(f"{path}: missing {name}")
         data = file.read_bytes()
         if hashlib.sha256(data).hexdigest() != expected:
-            raise BundleError(f"{path}: {name} does not match its digest in manifest.json (corrupted or altered)")
+            raise BundleError(
+                f"{path}: {name} does not match its digest in manifest.json (corrupted or altered)")
         blobs[name] = data
 
     def arrays(name: str) -> dict[str, np.ndarray]:
@@ -185,9 +200,11 @@ def load_bundle(path: str | Path) -> SegmentationModel:
             return {k: npz[k] for k in npz.files}
 
     schema = TableSchema.model_validate(json.loads(blobs["schema.json"]))
-    preprocessor = Preprocessor.from_state(schema, json.loads(blobs["preprocess.json"]), arrays("preprocess.npz"))
+    preprocessor = Preprocessor.from_state(schema, json.loads(blobs["preprocess.json"]),
+                                           arrays("preprocess.npz"))
     featurizer = featurizer_from_state(json.loads(blobs["featurizer.json"]), arrays("featurizer.npz"))
     clusterer = clusterer_from_state(json.loads(blobs["clusterer.json"]), arrays("clusterer.npz"),
                                      blobs.get("clusterer.joblib"))
-    return SegmentationModel(schema=schema, preprocessor=preprocessor, featurizer=featurizer, clusterer=clusterer,
-                             segments=json.loads(blobs["segments.json"]), manifest=manifest)
+    return SegmentationModel(schema=schema, preprocessor=preprocessor, featurizer=featurizer,
+                             clusterer=clusterer, segments=json.loads(blobs["segments.json"]),
+                             manifest=manifest)

@@ -186,7 +186,8 @@ class AgglomerativeClusterer(_CentroidClusterer):
     def fit(self, z: np.ndarray) -> Self:
         """Fit on at most ``max_fit_rows`` sampled rows and keep the clusters' centroids."""
         idx = _sample_rows(len(z), self.config.max_fit_rows, self.seed)
-        fitted = AgglomerativeClustering(n_clusters=self.config.n_clusters, linkage=self.config.linkage).fit(z[idx])
+        fitted = AgglomerativeClustering(n_clusters=self.config.n_clusters,
+                                         linkage=self.config.linkage).fit(z[idx])
         centers = np.stack([z[idx][fitted.labels_ == c].mean(axis=0) for c in range(self.config.n_clusters)])
         self._finish(z, centers)
         return self
@@ -200,8 +201,9 @@ class GMMClusterer(Clusterer):
 
     def fit(self, z: np.ndarray) -> Self:
         """Fit by EM, then order components by size."""
-        model = GaussianMixture(n_components=self.config.n_clusters, covariance_type=self.config.covariance_type,
-                                n_init=self.config.n_init, max_iter=self.config.max_iter,
+        model = GaussianMixture(n_components=self.config.n_clusters,
+                                covariance_type=self.config.covariance_type, n_init=self.config.n_init,
+                                max_iter=self.config.max_iter,
                                 random_state=self.seed, reg_covar=1e-5).fit(z)
         raw = model.predict(z)
         mapping = _size_order(raw, model.n_components)
@@ -254,7 +256,8 @@ class HDBSCANClusterer(Clusterer):
         import hdbscan
 
         idx = _sample_rows(len(z), self.config.max_fit_rows, self.seed)
-        model = hdbscan.HDBSCAN(min_cluster_size=self.config.min_cluster_size, min_samples=self.config.min_samples,
+        model = hdbscan.HDBSCAN(min_cluster_size=self.config.min_cluster_size,
+                                min_samples=self.config.min_samples,
                                 cluster_selection_method=self.config.cluster_selection_method,
                                 prediction_data=True, core_dist_n_jobs=1).fit(z[idx].astype(np.float64))
         self.model_ = model
@@ -287,7 +290,7 @@ class HDBSCANClusterer(Clusterer):
         if blob is None:
             raise ValueError("HDBSCAN state needs its joblib payload")
         obj = cls(HDBSCANConfig.model_validate(meta["config"]), seed=int(meta["seed"]))
-        obj.model_ = joblib.load(io.BytesIO(blob))  # noqa: S301 - payload digest verified by the bundle loader
+        obj.model_ = joblib.load(io.BytesIO(blob))  # payload digest verified by the bundle loader
         obj.label_map_ = arrays["label_map"]
         obj.n_clusters_ = int(meta["n_clusters"])
         return obj
@@ -310,6 +313,7 @@ class DBSCANClusterer(Clusterer):
         self.core_points_ = z[idx][core].astype(np.float32)
         self.core_labels_ = _apply_map(raw[core], self.label_map_)
         self.n_clusters_ = n_raw
+        self.__dict__.pop("_index", None)  # a refit must not reuse the previous fit's core-point index
         labels = self.predict(z)
         labels[idx] = _apply_map(raw, self.label_map_)
         self.labels_ = labels
@@ -345,12 +349,13 @@ _CLASSES: dict[str, type[Clusterer]] = {
                         AgglomerativeClusterer, DBSCANClusterer)
 }
 _CONFIGS: dict[str, type] = {
-    "kmeans": KMeansConfig, "minibatch_kmeans": MiniBatchKMeansConfig, "gmm": GMMConfig, "hdbscan": HDBSCANConfig,
-    "agglomerative": AgglomerativeConfig, "dbscan": DBSCANConfig,
+    "kmeans": KMeansConfig, "minibatch_kmeans": MiniBatchKMeansConfig, "gmm": GMMConfig,
+    "hdbscan": HDBSCANConfig, "agglomerative": AgglomerativeConfig, "dbscan": DBSCANConfig,
 }
 
 
-def clusterer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None) -> Clusterer:
+def clusterer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                         blob: bytes | None) -> Clusterer:
     """Rebuild any fitted clusterer from its stored state."""
     return _CLASSES[meta["kind"]].from_state(meta, arrays, blob)
 

@@ -248,16 +248,23 @@ _UNION_SECTIONS = {"featurize", "cluster"}
 def apply_overrides(tree: dict[str, Any], overrides: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     """Apply dotted overrides to a raw config tree (a deep copy is returned).
 
-    Setting a component section to a bare name (``featurize=autoencoder``) switches its ``kind`` and
-    resets its parameters to that component's defaults; such switches are applied before parameter
+    Setting a component section to a bare name (``featurize=autoencoder``, or equivalently
+    ``featurize.kind=autoencoder`` as sweeps send it) switches its ``kind`` and resets its parameters
+    to that component's defaults, unless the kind is unchanged. Switches are applied before parameter
     overrides so the order on the command line does not matter.
     """
     out = copy.deepcopy(tree)
-    items = list(overrides)
-    switches = [(k, v) for k, v in items if k in _UNION_SECTIONS and isinstance(v, str)]
-    others = [(k, v) for k, v in items if not (k in _UNION_SECTIONS and isinstance(v, str))]
-    for key, value in switches:
-        out[key] = {"kind": value}
+    items = [(k.removesuffix(".kind"), v) if k.removesuffix(".kind") in _UNION_SECTIONS else (k, v)
+             for k, v in overrides]
+
+    def is_switch(key: str, value: Any) -> bool:
+        return key in _UNION_SECTIONS and isinstance(value, str)
+
+    for key, value in [(k, v) for k, v in items if is_switch(k, v)]:
+        current = out.get(key)
+        if not (isinstance(current, dict) and current.get("kind") == value):
+            out[key] = {"kind": value}
+    others = [(k, v) for k, v in items if not is_switch(k, v)]
     for key, value in others:
         parts = key.split(".")
         node = out

@@ -56,7 +56,8 @@ class Preprocessor:
         seed: seed of the row sample used to estimate quantiles and skew parameters.
     """
 
-    def __init__(self, schema: TableSchema, config: PreprocessConfig, float32: bool = True, seed: int = 0) -> None:
+    def __init__(self, schema: TableSchema, config: PreprocessConfig, float32: bool = True,
+                 seed: int = 0) -> None:
         self.schema = schema
         self.config = config
         self.float32 = float32
@@ -79,7 +80,8 @@ class Preprocessor:
             series = frame[name]
             if spec.kind == "datetime":
                 stamps = pd.to_datetime(series, errors="coerce", format="ISO8601")
-                values = ((ref - stamps).dt.total_seconds() / 86400.0).to_numpy(dtype=np.float64, na_value=np.nan)
+                days = (ref - stamps).dt.total_seconds() / 86400.0
+                values = days.to_numpy(dtype=np.float64, na_value=np.nan)
             elif spec.kind == "boolean":
                 values = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
             else:
@@ -111,7 +113,8 @@ class Preprocessor:
         dense = self._dense_matrix(frame.iloc[idx])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are caught by validation
-            self.impute_ = (np.nanmedian(dense, axis=0) if cfg.impute == "median" else np.nanmean(dense, axis=0))
+            self.impute_ = (np.nanmedian(dense, axis=0) if cfg.impute == "median"
+                            else np.nanmean(dense, axis=0))
         self.impute_ = np.nan_to_num(self.impute_, nan=0.0)
         dense = np.where(np.isnan(dense), self.impute_, dense)
         if cfg.clip_quantiles is not None and len(dense):
@@ -120,7 +123,10 @@ class Preprocessor:
         else:
             self.clip_low_ = np.full(dense.shape[1], -np.inf)
             self.clip_high_ = np.full(dense.shape[1], np.inf)
-        skewness = np.nan_to_num(stats.skew(dense, axis=0)) if len(dense) > 2 else np.zeros(dense.shape[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # constant columns (e.g. after clipping): skew 0
+            skewness = (np.nan_to_num(stats.skew(dense, axis=0)) if len(dense) > 2
+                        else np.zeros(dense.shape[1]))
         self.skewed_ = (np.abs(skewness) > cfg.skew_threshold) if cfg.skew != "none" else np.zeros(
             dense.shape[1], bool)
         self.lambdas_ = np.ones(dense.shape[1])
@@ -142,7 +148,8 @@ class Preprocessor:
             self.center_, self.scale_ = np.zeros(dense.shape[1]), np.ones(dense.shape[1])
         self.scale_ = np.where(self.scale_ > 1e-12, self.scale_, 1.0)
         self.feature_names_out_ = self._dense_columns + [
-            f"{name}={level}" for name in self._categorical_columns for level in self.schema.column(name).categories
+            f"{name}={level}"
+            for name in self._categorical_columns for level in self.schema.column(name).categories
         ]
         logger.info("preprocessing fitted on %d rows: %d dense columns (%d unskewed), %d one-hot columns",
                     len(idx), len(self._dense_columns), int(self.skewed_.sum()),

@@ -1,0 +1,291 @@
+"""Tests for the clusterers and the choice of k."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+from segmentation.clustering import (
+    NOISE,
+    Clusterer,
+    DBSCANClusterer,
+    _size_order,
+    clusterer_from_state,
+    fit_clusterer,
+    sampled_silhouette,
+)
+from segmentation.config import (
+    AgglomerativeConfig,
+    DBSCANConfig,
+    GMMConfig,
+    HDBSCANConfig,
+    KMeansConfig,
+    KSearch,
+    MiniBatchKMeansConfig,
+)
+
+CENTERS = np.array([[0.0, 0.0, 0.0], [8.0, 0.0, 0.0], [0.0, 8.0, 0.0], [0.0, 0.0, 8.0]])
+# Unequal blob sizes so the size order is unambiguous.
+SIZES = [600, 450, 300, 150]
+
+CONFIGS: dict[str, Any] = {
+    "kmeans": KMeansConfig(n_clusters=4),
+    "minibatch_kmeans": MiniBatchKMeansConfig(n_clusters=4, batch_size=256),
+    "gmm": GMMConfig(n_clusters=4),
+    "hdbscan": HDBSCANConfig(min_cluster_size=30),
+    "agglomerative": AgglomerativeConfig(n_clusters=4),
+    "dbscan": DBSCANConfig(eps=1.0, min_samples=10),
+}
+DENSITY = {"hdbscan", "dbscan"}
+Blobs = tuple[np.ndarray, np.ndarray]
+
+
+def _blobs(seed: int, sizes: list[int] = SIZES) -> tuple[np.ndarray, np.ndarray]:
+    z, y = make_blobs(n_samples=sizes, centers=CENTERS, cluster_std=0.5, random_state=seed)
+    return z.astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def train() -> tuple[np.ndarray, np.ndarray]:
+    return _blobs(0)
+
+
+@pytest.fixture(scope="module")
+def fresh() -> tuple[np.ndarray, np.ndarray]:
+    return _blobs(1, [200, 150, 100, 50])
+
+
+@pytest.fixture(scope="module")
+def fitted(train: tuple[np.ndarray, np.ndarray]) -> dict[str, Clusterer]:
+    z, _ = train
+    return {kind: fit_clusterer(z, z, cfg, seed=0, silhouette_sample=1000).model
+            for kind, cfg in CONFIGS.items()}
+
+
+def _ari(labels: np.ndarray, truth: np.ndarray, density: bool) -> float:
+    keep = labels != NOISE if density else np.ones(len(labels), bool)
+    assert keep.mean() > 0.8
+    return adjusted_rand_score(truth[keep], labels[keep])
+
+
+def _round_trip(model: Clusterer) -> Clusterer:
+    meta, arrays, blob = model.get_state()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as npz:
+        loaded = {k: npz[k] for k in npz.files}
+    return clusterer_from_state(json.loads(json.dumps(meta)), loaded, blob)
+
+
+# ----------------------------------------------------------------------------------------- fitting
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_fits_separated_blobs(kind: str, fitted: dict[str, Clusterer], train: Blobs) -> None:
+    model = fitted[kind]
+    z, y = train
+    assert model.labels_.shape == (len(z),)
+    assert model.n_clusters_ == 4
+    assert _ari(model.labels_, y, kind in DENSITY) >= 0.9
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_predicts_new_rows(kind: str, fitted: dict[str, Clusterer], fresh: Blobs) -> None:
+    z_new, y_new = fresh
+    labels = fitted[kind].predict(z_new)
+    assert labels.shape == (len(z_new),)
+    assert labels.dtype.kind == "i"
+    assert _ari(labels, y_new, kind in DENSITY) >= 0.9
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_labels_are_size_ordered(kind: str, fitted: dict[str, Clusterer],
+                                 train: tuple[np.ndarray, np.ndarray]) -> None:
+    labels = fitted[kind].labels_
+    counts = np.bincount(labels[labels >= 0])
+    assert len(counts) == 4
+    assert list(counts) == sorted(counts, reverse=True)
+    # Blob sizes differ a lot, so segment 0 is the largest blob (blob 0), segment 3 the smallest.
+    _, y = train
+    for segment, blob in enumerate(range(4)):
+        assert np.bincount(labels[y == blob][labels[y == blob] >= 0]).argmax() == segment
+
+
+@pytest.mark.parametrize("kind", sorted(DENSITY))
+def test_density_noise_is_minus_one_and_reported(kind: str, train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    rng = np.random.default_rng(0)
+    outliers = rng.uniform(30, 40, (20, 3)).astype(np.float32)
+    data = np.vstack([z, outliers])
+    result = fit_clusterer(data, data, CONFIGS[kind], seed=0, silhouette_sample=1000)
+    labels = result.model.labels_
+    assert (labels[-20:] == NOISE).all()
+    assert labels.min() == NOISE
+    assert set(np.unique(labels)) <= {NOISE, 0, 1, 2, 3}
+    assert (result.model.predict(outliers) == NOISE).all()
+    from segmentation.evaluation import evaluate_segments
+
+    metrics = evaluate_segments(data, labels, silhouette_sample=1000)
+    assert metrics["noise_fraction"] == pytest.approx((labels == NOISE).mean())
+    assert metrics["noise_fraction"] >= 20 / len(data)
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_predict_details_confidence_in_unit_interval(kind: str, fitted: dict[str, Clusterer],
+                                                     fresh: tuple[np.ndarray, np.ndarray]) -> None:
+    z_new, _ = fresh
+    far = np.full((3, 3), 100.0, dtype=np.float32)
+    labels, confidence, extra = fitted[kind].predict_details(np.vstack([z_new, far]))
+    assert confidence.shape == labels.shape
+    assert np.isfinite(confidence).all()
+    assert (confidence >= 0).all()
+    assert (confidence <= 1).all()
+    assert np.median(confidence[: len(z_new)]) > 0.3
+    if kind in {"kmeans", "minibatch_kmeans", "agglomerative"}:
+        assert extra["distances"].shape == (len(labels), 4)
+    if kind == "gmm":
+        assert np.allclose(extra["probabilities"].sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("kind", ["kmeans", "gmm", "minibatch_kmeans", "agglomerative"])
+def test_predict_on_training_rows_equals_labels(kind: str, fitted: dict[str, Clusterer],
+                                                train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    assert np.array_equal(fitted[kind].predict(z), fitted[kind].labels_)
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_state_round_trip_predicts_identically(kind: str, fitted: dict[str, Clusterer],
+                                               train: tuple[np.ndarray, np.ndarray],
+                                               fresh: tuple[np.ndarray, np.ndarray]) -> None:
+    model = fitted[kind]
+    clone = _round_trip(model)
+    assert clone.kind == kind
+    assert clone.n_clusters_ == model.n_clusters_
+    for z in (train[0], fresh[0]):
+        labels, confidence, _ = model.predict_details(z)
+        labels2, confidence2, _ = clone.predict_details(z)
+        assert np.array_equal(labels, labels2)
+        assert np.allclose(confidence, confidence2)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_gmm_covariance_types_round_trip(covariance_type: str, train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, y = train
+    cfg = GMMConfig(n_clusters=4, covariance_type=covariance_type, n_init=1)
+    model = fit_clusterer(z, z, cfg, seed=0, silhouette_sample=500).model
+    assert adjusted_rand_score(y, model.labels_) >= 0.9
+    assert np.array_equal(model.predict(z), model.labels_)
+    counts = np.bincount(model.labels_)
+    assert list(counts) == sorted(counts, reverse=True)
+    assert np.array_equal(_round_trip(model).predict(z), model.labels_)
+
+
+def test_refit_dbscan_does_not_reuse_stale_index(train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    model = DBSCANClusterer(DBSCANConfig(eps=1.0, min_samples=10), seed=0).fit(z)
+    shifted = z + 50.0
+    model.fit(shifted)
+    assert (model.labels_ >= 0).mean() > 0.9
+    reference = DBSCANClusterer(model.config, seed=0).fit(shifted)
+    assert np.array_equal(model.predict(shifted), reference.predict(shifted))
+
+
+# ----------------------------------------------------------------------------------- k selection
+@pytest.mark.parametrize("kind", ["kmeans", "gmm", "minibatch_kmeans", "agglomerative"])
+def test_k_search_picks_four_and_returns_the_winner(kind: str, train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    base = {"kmeans": KMeansConfig, "gmm": GMMConfig, "minibatch_kmeans": MiniBatchKMeansConfig,
+            "agglomerative": AgglomerativeConfig}[kind]
+    cfg = base(n_clusters=None, search=KSearch(k_min=2, k_max=6))
+    result = fit_clusterer(z, z, cfg, seed=0, silhouette_sample=800)
+    assert sorted(result.k_scores) == [2, 3, 4, 5, 6]
+    assert all(v is not None for v in result.k_scores.values())
+    assert result.model.n_clusters_ == 4
+    best_k = max(result.k_scores, key=lambda k: result.k_scores[k])
+    assert best_k == 4
+    assert result.score == result.k_scores[4]
+    # The labels and score belong to the returned model, not to the last one fitted (k=6).
+    assert result.labels is result.model.labels_ or np.array_equal(result.labels, result.model.labels_)
+    assert len(np.unique(result.labels)) == 4
+    assert result.score == pytest.approx(sampled_silhouette(z, result.labels, 800, 0))
+
+
+def test_k_search_score_matches_full_silhouette_when_sample_covers_all(
+        train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=3, k_max=5), n_init=2)
+    result = fit_clusterer(z, z, cfg, seed=0, silhouette_sample=len(z))
+    assert result.score == pytest.approx(silhouette_score(z, result.labels))
+    assert np.array_equal(result.labels, result.model.labels_)
+
+
+def test_k_search_uses_x_eval_space(train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    x_eval = np.hstack([z, z])  # a different (but consistent) evaluation space
+    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=2, k_max=5), n_init=2)
+    result = fit_clusterer(z, x_eval, cfg, seed=0, silhouette_sample=len(z))
+    assert result.score == pytest.approx(silhouette_score(x_eval, result.labels))
+
+
+def test_fixed_n_clusters_skips_search(train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    result = fit_clusterer(z, z, KMeansConfig(n_clusters=3, search=KSearch(k_min=2, k_max=9)), seed=0,
+                           silhouette_sample=500)
+    assert list(result.k_scores) == [3]
+    assert result.model.n_clusters_ == 3
+    assert np.array_equal(result.labels, result.model.labels_)
+
+
+def test_density_models_have_no_k_scores(train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    result = fit_clusterer(z, z, CONFIGS["dbscan"], seed=0, silhouette_sample=500)
+    assert result.k_scores == {}
+    assert result.score is not None
+
+
+def test_k_search_deterministic(train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=2, k_max=4), n_init=2)
+    a = fit_clusterer(z, z, cfg, seed=3, silhouette_sample=500)
+    b = fit_clusterer(z, z, cfg, seed=3, silhouette_sample=500)
+    assert a.k_scores == b.k_scores
+    assert np.array_equal(a.labels, b.labels)
+
+
+# ------------------------------------------------------------------------------------ sampled fits
+@pytest.mark.parametrize("kind", ["agglomerative", "dbscan", "hdbscan"])
+def test_sampled_fit_labels_every_row(kind: str, train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, y = train
+    if kind == "agglomerative":
+        cfg: Any = AgglomerativeConfig(n_clusters=4, max_fit_rows=300)
+    elif kind == "dbscan":
+        cfg = DBSCANConfig(eps=1.0, min_samples=5, max_fit_rows=300)
+    else:
+        cfg = HDBSCANConfig(min_cluster_size=15, max_fit_rows=300)
+    model = fit_clusterer(z, z, cfg, seed=0, silhouette_sample=500).model
+    assert model.labels_.shape == (len(z),)
+    if kind == "agglomerative":
+        assert (model.labels_ >= 0).all()
+    assert (model.labels_ >= 0).mean() > 0.9
+    assert _ari(model.labels_, y, kind != "agglomerative") >= 0.9
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def test_size_order_mapping() -> None:
+    raw = np.array([2, 2, 2, 0, 1, 1, -1])
+    mapping = _size_order(raw, 3)
+    assert mapping.tolist() == [2, 1, 0]
+    ties = _size_order(np.array([0, 1, 2]), 3)
+    assert ties.tolist() == [0, 1, 2]
+
+
+def test_sampled_silhouette_none_for_single_cluster() -> None:
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    assert sampled_silhouette(x, np.zeros(50, int), 100, 0) is None
+    assert sampled_silhouette(x, np.full(50, NOISE), 100, 0) is None

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+
+from segmentation.cli import main
+from segmentation.config import AutoencoderConfig, HDBSCANConfig, KMeansConfig, PCAConfig, load_config
+from segmentation.errors import ConfigError
+
+
+def test_defaults_are_valid_and_frozen() -> None:
+    config = load_config()
+    assert isinstance(config.featurize, PCAConfig)
+    assert isinstance(config.cluster, KMeansConfig)
+    with pytest.raises(Exception, match="frozen"):
+        config.seed = 3  # type: ignore[misc]
+
+
+def test_kind_switch_and_parameter_override_in_any_order() -> None:
+    a = load_config(overrides=["featurize.encoding_dim=3", "featurize=autoencoder", "cluster=hdbscan",
+                               "cluster.min_cluster_size=50"])
+    assert isinstance(a.featurize, AutoencoderConfig)
+    assert a.featurize.encoding_dim == 3
+    assert isinstance(a.cluster, HDBSCANConfig)
+    assert a.cluster.min_cluster_size == 50
+
+
+def test_values_are_typed_from_yaml() -> None:
+    config = load_config(overrides=["featurize=autoencoder", "featurize.hidden_sizes=[16, 8]",
+                                    "preprocess.clip_quantiles=null", "cluster.n_clusters=6"])
+    assert config.featurize.hidden_sizes == (16, 8)
+    assert config.preprocess.clip_quantiles is None
+    assert config.cluster.n_clusters == 6
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("featurize.encodingdim=8", "featurize.encodingdim: unknown key"),
+        ("nonsense=1", "nonsense: unknown key"),
+        ("featurize=umap", "allowed: 'none', 'pca', 'autoencoder'"),
+        ("preprocess.skew=box-cox", "preprocess.skew"),
+        ("cluster.n_clusters=1", "cluster.n_clusters"),
+        ("cluster.search.k_max=1", "cluster.search"),
+        ("preprocess.clip_quantiles=[0.9, 0.1]", "clip_quantiles"),
+        ("seed", "key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    assert needle in str(info.value)
+
+
+def test_bad_literal_lists_allowed_values() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["preprocess.skew=box-cox"])
+    assert "'none', 'log1p' or 'yeo-johnson'" in str(info.value)
+
+
+def test_flat_keys_round_trip() -> None:
+    config = load_config(overrides=["featurize=autoencoder"])
+    flat = config.flat()
+    assert flat["featurize.kind"] == "autoencoder"
+    assert flat["cluster.search.k_max"] == 10
+    again = load_config(overrides=[(k, v) for k, v in flat.items()])
+    assert again == config
+
+
+def test_cli_config_show(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "show", "-S", "featurize=pca", "-S", "featurize.n_components=3"]) == 0
+    out = capsys.readouterr().out
+    assert "kind: pca" in out
+    assert "n_components: 3" in out
+
+
+def test_cli_unknown_key_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "show", "-S", "cluster.k=4"]) == 2
+    assert "cluster.k: unknown key" in capsys.readouterr().err
+
+
+def test_cli_config_file(tmp_path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 3\nfeaturize: {kind: none}\n", encoding="utf-8")
+    config = load_config(path)
+    assert config.seed == 3
+    assert config.featurize.kind == "none"
+    path.write_text("seed: 3\nbogus: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="bogus: unknown key"):
+        load_config(path)

@@ -1,0 +1,119 @@
+"""Tests for the segment quality metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from segmentation.clustering import NOISE
+from segmentation.evaluation import evaluate_segments
+
+KEYS = {
+    "n_rows", "n_clusters", "noise_fraction", "segment_sizes", "segment_shares", "min_segment_share",
+    "max_segment_share", "silhouette_sample_size", "evaluation_space", "silhouette", "davies_bouldin",
+    "calinski_harabasz",
+}
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    x, y = make_blobs(n_samples=[500, 300, 200], centers=[[0, 0], [6, 0], [0, 6]], cluster_std=0.6,
+                      random_state=0)
+    return x, y
+
+
+def test_metric_keys_and_shares(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = blobs
+    m = evaluate_segments(x, y, silhouette_sample=5000)
+    assert set(m) == KEYS
+    assert m["n_rows"] == 1000
+    assert m["n_clusters"] == 3
+    assert m["noise_fraction"] == 0.0
+    assert m["segment_sizes"] == {"0": 500, "1": 300, "2": 200}
+    assert sum(m["segment_shares"].values()) == pytest.approx(1.0)
+    assert m["segment_shares"]["0"] == pytest.approx(0.5)
+    assert m["min_segment_share"] == pytest.approx(0.2)
+    assert m["max_segment_share"] == pytest.approx(0.5)
+    assert m["evaluation_space"] == "preprocessed"
+    # With the sample covering every row the metrics equal sklearn's exact values.
+    assert m["silhouette_sample_size"] == 1000
+    assert m["silhouette"] == pytest.approx(silhouette_score(x, y))
+    assert m["davies_bouldin"] == pytest.approx(davies_bouldin_score(x, y))
+    assert m["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(x, y))
+
+
+def test_noise_is_excluded(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = blobs
+    labels = y.copy()
+    labels[::10] = NOISE
+    m = evaluate_segments(x, labels, silhouette_sample=5000)
+    n_noise = int((labels == NOISE).sum())
+    assert n_noise == 100
+    assert "-1" not in m["segment_sizes"]
+    assert "-1" not in m["segment_shares"]
+    assert m["n_clusters"] == 3
+    assert sum(m["segment_sizes"].values()) + n_noise == m["n_rows"]
+    assert m["noise_fraction"] == pytest.approx(0.1)
+    assert sum(m["segment_shares"].values()) + m["noise_fraction"] == pytest.approx(1.0)
+    keep = labels != NOISE
+    assert m["silhouette_sample_size"] == int(keep.sum())
+    assert m["silhouette"] == pytest.approx(silhouette_score(x[keep], labels[keep]))
+    assert m["davies_bouldin"] == pytest.approx(davies_bouldin_score(x[keep], labels[keep]))
+    assert m["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(x[keep], labels[keep]))
+
+
+def test_single_cluster_has_no_silhouette(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    x, _ = blobs
+    m = evaluate_segments(x, np.zeros(len(x), dtype=np.int64))
+    assert m["n_clusters"] == 1
+    assert m["silhouette"] is None
+    assert m["davies_bouldin"] is None
+    assert m["calinski_harabasz"] is None
+    assert m["segment_shares"] == {"0": 1.0}
+
+
+def test_one_cluster_plus_noise_has_no_silhouette(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    x, _ = blobs
+    labels = np.zeros(len(x), dtype=np.int64)
+    labels[:40] = NOISE
+    m = evaluate_segments(x, labels)
+    assert m["silhouette"] is None
+    assert m["noise_fraction"] == pytest.approx(0.04)
+
+
+def test_all_noise(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    x, _ = blobs
+    m = evaluate_segments(x, np.full(len(x), NOISE, dtype=np.int64))
+    assert m["n_clusters"] == 0
+    assert m["noise_fraction"] == 1.0
+    assert m["segment_sizes"] == {}
+    assert m["min_segment_share"] == 0.0
+    assert m["silhouette"] is None
+    assert m["silhouette_sample_size"] == 0
+
+
+def test_silhouette_sample_size_reported(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = blobs
+    m = evaluate_segments(x, y, silhouette_sample=200, seed=1)
+    assert m["silhouette_sample_size"] == 200
+    assert m["silhouette"] is not None
+    assert m["silhouette"] == pytest.approx(silhouette_score(x, y), abs=0.05)
+
+
+def test_deterministic_for_fixed_seed(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = blobs
+    a = evaluate_segments(x, y, z=x[:, :1], silhouette_sample=150, seed=7)
+    b = evaluate_segments(x, y, z=x[:, :1], silhouette_sample=150, seed=7)
+    assert a == b
+    c = evaluate_segments(x, y, silhouette_sample=150, seed=8)
+    assert c["silhouette"] != a["silhouette"]
+
+
+def test_feature_space_silhouette(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = blobs
+    z = x * 3.0 + 1.0
+    m = evaluate_segments(x, y, z=z, silhouette_sample=5000)
+    assert m["silhouette_feature_space"] == pytest.approx(silhouette_score(z, y))
+    assert "silhouette_feature_space" not in evaluate_segments(x, y)

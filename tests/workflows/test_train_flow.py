@@ -1,0 +1,133 @@
+"""The train-segmentation flow end to end on a real (temporary) Prefect API: caching, determinism, recovery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from segmentation.bundle import load_bundle
+from segmentation.cli import main
+from segmentation.config import load_config
+from segmentation.data.io import read_table
+from segmentation.pipeline import STAGES
+from workflows.train import run_training
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def _fast(*extra: str):
+    return load_config(overrides=["cluster.search.k_max=6", *extra])
+
+
+def test_rerun_skips_every_stage_and_cluster_change_reruns_only_downstream(
+        synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, segment_home: Path) -> None:
+    data = synthetic_table[0]
+    first = run_training(data, tmp_path / "a", _fast())
+    assert first["stages"] == dict.fromkeys(STAGES, "Completed")
+
+    again = run_training(data, tmp_path / "b", _fast())
+    assert again["stages"] == dict.fromkeys(STAGES, "Cached")
+    assert again["metrics"] == first["metrics"]
+
+    changed = run_training(data, tmp_path / "c", _fast("cluster.n_clusters=3"))
+    assert changed["stages"] == {"load": "Cached", "preprocess": "Cached", "featurize": "Cached",
+                                 "cluster": "Completed", "evaluate": "Completed"}
+    assert changed["metrics"]["n_clusters"] == 3
+
+    featurizer_changed = run_training(data, tmp_path / "d", _fast("featurize.variance=0.8"))
+    assert featurizer_changed["stages"] == {"load": "Cached", "preprocess": "Cached", "featurize": "Completed",
+                                            "cluster": "Completed", "evaluate": "Completed"}
+    assert (segment_home / "results").is_dir()
+
+
+def test_changed_data_reruns_everything(synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                        segment_home: Path) -> None:
+    data = synthetic_table[0]
+    run_training(data, tmp_path / "a", _fast())
+    table = pd.read_parquet(data)
+    table.loc[0, "amount_00"] = float(table["amount_00"].max()) + 1.0  # one value changes
+    changed = tmp_path / "changed.parquet"
+    table.to_parquet(changed)
+    result = run_training(changed, tmp_path / "b", _fast())
+    assert result["stages"] == dict.fromkeys(STAGES, "Completed")
+
+
+def test_same_seed_same_labels_and_metrics(synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    data = synthetic_table[0]
+    outputs = []
+    for name in ("one", "two"):  # separate caches: both runs really compute
+        monkeypatch.setenv("SEGMENT_HOME", str(tmp_path / f"home-{name}"))
+        result = run_training(data, tmp_path / name, _fast())
+        assert result["stages"]["cluster"] == "Completed"
+        outputs.append(tmp_path / name)
+    labels = [pd.read_parquet(out / "labels.parquet") for out in outputs]
+    pd.testing.assert_frame_equal(labels[0], labels[1])
+    metrics = [json.loads((out / "metrics.json").read_text()) for out in outputs]
+    assert metrics[0] == metrics[1]
+
+
+def test_default_config_recovers_planted_segments(tmp_path: Path, segment_home: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "synth.parquet"
+    assert main(["make-data", "--rows", "4000", "--features", "40", "--segments", "6", "--seed", "11",
+                 "--out", str(data)]) == 0
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out)]) == 0  # k is not given
+    printed = capsys.readouterr().out
+    assert "6 segments" in printed
+    labels = pd.read_parquet(out / "labels.parquet")
+    truth = pd.read_parquet(tmp_path / "synth.truth.parquet")
+    merged = labels.merge(truth, on="customer_id", suffixes=("", "_true"))
+    assert len(merged) == 4000
+    assert adjusted_rand_score(merged["segment_true"], merged["segment"]) >= 0.9
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["k_selection"]["chosen_k"] == 6
+    assert set(metrics["k_selection"]["scores"]) == {str(k) for k in range(2, 11)}
+    assert abs(sum(metrics["segment_shares"].values()) - 1.0) < 1e-9
+
+    model = load_bundle(out / "bundle")
+    predicted = model.predict(read_table(data))
+    assert np.array_equal(predicted, labels["segment"].to_numpy())  # exact for k-means
+    assert model.manifest["data"]["content_hash"]
+    assert model.manifest["config"]["cluster"]["kind"] == "kmeans"
+
+
+def test_autoencoder_and_hdbscan_from_the_cli(synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                              segment_home: Path) -> None:
+    out = tmp_path / "ae"
+    code = main(["train", "--data", str(synthetic_table[0]), "--out", str(out), "-S", "featurize=autoencoder",
+                 "-S", "featurize.max_epochs=15", "-S", "featurize.encoding_dim=4", "-S", "cluster=hdbscan",
+                 "-S", "cluster.min_cluster_size=50"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["featurizer"]["kind"] == "autoencoder"
+    assert 0.0 <= metrics["noise_fraction"] < 1.0
+    assert metrics["assignment_agreement"] > 0.8
+    history = pd.read_csv(out / "loss_history.csv")
+    assert (history[["train_loss", "val_loss"]] >= 0).all().all()
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    truth = synthetic_table[1]
+    labels = pd.read_parquet(out / "labels.parquet").merge(truth, on="customer_id", suffixes=("", "_true"))
+    clustered = labels[labels["segment"] >= 0]
+    assert adjusted_rand_score(clustered["segment_true"], clustered["segment"]) >= 0.9
+
+
+def test_bundled_sample_trains_with_defaults(tmp_path: Path, segment_home: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["train", "--out", str(out), "-S", "cluster.search.k_max=5"]) == 0
+    assert "trained on 8950 customers" in capsys.readouterr().out
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert list(labels.columns) == ["CUST_ID", "segment"]
+    assert len(labels) == 8950
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert manifest["data"]["schema_kind"] == "cc_general"
+    assert set(manifest["files"]) >= {"schema.json", "preprocess.npz", "featurizer.npz", "clusterer.npz",
+                                      "segments.json"}
