@@ -20,7 +20,8 @@ Stages (ours | baseline):
 * preprocess: ``pipeline.fit_preprocessing`` (defaults, float32) | SimpleImputer(median) +
   PowerTransformer(yeo-johnson) + StandardScaler on the numeric columns, float64
 * featurize: ``pipeline.fit_features`` (default PCA, 90 % variance) | ``PCA(n_components=0.9)`` float64
-* cluster: ``pipeline.fit_segments`` with ``cluster.n_clusters=6`` | ``KMeans(n_clusters=6, n_init=4)`` float64
+* cluster: ``pipeline.fit_segments`` with ``cluster.n_clusters=6`` |
+  ``KMeans(n_clusters=6, n_init=4)`` float64
 * evaluate: ``evaluation.evaluate_segments`` (sampled silhouette, Davies-Bouldin, Calinski-Harabasz) |
   full ``silhouette_score`` where it fits (n <= 50,000), else an estimate from a timed 20,000-row
   silhouette scaled by ``(n / 20,000) ** 2``.
@@ -84,7 +85,16 @@ class StageTimer:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (Linux reports ``ru_maxrss`` in KiB)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    On Linux this is ``VmHWM`` from ``/proc/self/status``: ``ru_maxrss`` survives ``execve`` and so would
+    report the parent's peak for a freshly spawned worker. Elsewhere ``resource.getrusage().ru_maxrss``.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
@@ -140,11 +150,13 @@ def worker_generate(spec: dict[str, Any]) -> dict[str, Any]:
 def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     """Our pipeline, stage by stage, with the default config and ``cluster.n_clusters`` fixed."""
     from segmentation import pipeline
+    from segmentation.clustering import sampled_silhouette
     from segmentation.config import load_config
     from segmentation.data.io import read_table
     from segmentation.evaluation import evaluate_segments
 
-    config = load_config(overrides=[f"cluster.n_clusters={spec['n_clusters']}", f"cluster.n_init={spec['n_init']}"])
+    config = load_config(overrides=[f"cluster.n_clusters={spec['n_clusters']}",
+                                    f"cluster.n_init={spec['n_init']}"])
     path = spec["parquet"] or spec["csv"]
     rss_imports = peak_rss_mib()
     runs: list[dict[str, float]] = []
@@ -165,19 +177,26 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
             result = pipeline.fit_segments(z, x, config.cluster, seed=config.seed,
                                            silhouette_sample=config.evaluate.silhouette_sample)
         with timer("evaluate"):
-            metrics = evaluate_segments(x, result.labels, z=z, silhouette_sample=config.evaluate.silhouette_sample,
-                                        seed=config.seed)
+            metrics = evaluate_segments(x, result.labels, z=z,
+                                        silhouette_sample=config.evaluate.silhouette_sample, seed=config.seed)
         runs.append(timer.seconds)
         if rep + 1 < spec["repeats"]:
             del table, x, z, result, featurizer
+    # Diagnostic (not in any stage): one sampled silhouette alone. fit_segments computes it for the fixed k
+    # and evaluate_segments computes the identical value again, plus one more in PCA space.
+    start = time.perf_counter()
+    sampled_silhouette(x, result.labels, config.evaluate.silhouette_sample, config.seed)
+    silhouette_s = time.perf_counter() - start
     idx = sample_index(len(x), config.evaluate.silhouette_sample, config.seed)
     save_quality_arrays(Path(spec["prefix"] + "_ours"), result.labels, x, idx)
     return {
-        "stages": _median_stages(runs), "runs": runs, "peak_rss_mib": peak_rss_mib(), "rss_after_imports_mib":
-        rss_imports, "n_rows": len(x), "x_dim": int(x.shape[1]), "x_dtype": str(x.dtype), "z_dim": int(z.shape[1]),
-        "k": int(result.model.n_clusters_), "silhouette": metrics["silhouette"],
-        "silhouette_sample_size": metrics["silhouette_sample_size"], "davies_bouldin": metrics["davies_bouldin"],
-        "calinski_harabasz": metrics["calinski_harabasz"], "seed": config.seed,
+        "stages": _median_stages(runs), "runs": runs, "peak_rss_mib": peak_rss_mib(),
+        "rss_after_imports_mib": rss_imports, "n_rows": len(x), "x_dim": int(x.shape[1]),
+        "x_dtype": str(x.dtype), "z_dim": int(z.shape[1]), "k": int(result.model.n_clusters_),
+        "silhouette": metrics["silhouette"], "silhouette_sample_size": metrics["silhouette_sample_size"],
+        "davies_bouldin": metrics["davies_bouldin"], "calinski_harabasz": metrics["calinski_harabasz"],
+        "seed": config.seed,
+        "diagnostics": {"one_sampled_silhouette_s": silhouette_s, "cluster_score": result.score},
         "silhouette_sample": config.evaluate.silhouette_sample, "schema_kind": table.schema.kind,
         "config": {"featurize": config.featurize.model_dump(mode="json"),
                    "cluster": config.cluster.model_dump(mode="json"),
@@ -233,14 +252,15 @@ def worker_baseline(spec: dict[str, Any]) -> dict[str, Any]:
         probe_s = time.perf_counter() - start
         evaluate.update(probe_rows=len(probe), probe_s=probe_s,
                         estimated_full_s=probe_s * (len(x) / len(probe)) ** 2)
-        logger.info("  silhouette on %d rows: %.2f s -> full %d rows est. %.1f h", len(probe), probe_s, len(x),
-                    evaluate["estimated_full_s"] / 3600)
+        logger.info("  silhouette on %d rows: %.2f s -> full %d rows est. %.1f h", len(probe), probe_s,
+                    len(x), evaluate["estimated_full_s"] / 3600)
     idx = sample_index(len(x), spec["silhouette_sample"], seed)
     save_quality_arrays(Path(spec["prefix"] + "_baseline"), labels, x, idx)
     return {
         "stages": _median_stages(runs), "runs": runs, "peak_rss_mib": peak_rss_mib(),
-        "rss_after_imports_mib": rss_imports, "n_rows": len(x), "x_dim": int(x.shape[1]), "x_dtype": str(x.dtype),
-        "z_dim": int(z.shape[1]), "k": int(len(np.unique(labels))), "kmeans_n_iter": int(km.n_iter_),
+        "rss_after_imports_mib": rss_imports, "n_rows": len(x), "x_dim": int(x.shape[1]),
+        "x_dtype": str(x.dtype), "z_dim": int(z.shape[1]), "k": len(np.unique(labels)),
+        "kmeans_n_iter": int(km.n_iter_),
         "evaluate": evaluate,
     }
 
@@ -262,7 +282,8 @@ def run_worker(kind: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     logger.info("%s/%s finished in %.1f s", spec["name"], kind, elapsed)
     result = json.loads(result_path.read_text(encoding="utf-8"))
     # Other processes on the machine distort timings: keep the 1-minute load average around each side.
-    result.update(process_wall_s=elapsed, loadavg_1min_before=load_before[0], loadavg_1min_after=os.getloadavg()[0])
+    result.update(process_wall_s=elapsed, loadavg_1min_before=load_before[0],
+                  loadavg_1min_after=os.getloadavg()[0])
     return result
 
 
@@ -322,7 +343,8 @@ def build_rows(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
             rows.append([stage, fmt_s(o), "n/a (none)", "n/a"])
         elif stage == "evaluate" and b is None:
             est = base["evaluate"]["estimated_full_s"]
-            rows.append([stage, fmt_s(o), f"skipped (O(n^2): {fmt_hours(est)} est.)", fmt_ratio(est / o, True)])
+            rows.append([stage, fmt_s(o), f"skipped (O(n^2): {fmt_hours(est)} est.)",
+                         fmt_ratio(est / o, estimated=True)])
         else:
             rows.append([stage, fmt_s(o), fmt_s(b), fmt_ratio(b / o)])
     t = res["totals"]
@@ -330,20 +352,21 @@ def build_rows(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     if t.get("baseline_with_estimate_s") is not None:
         rows.append(["total incl. est.", fmt_s(t["ours_s"]),
                      f"{fmt_hours(t['baseline_with_estimate_s'])} est.",
-                     fmt_ratio(t["baseline_with_estimate_s"] / t["ours_s"], True)])
+                     fmt_ratio(t["baseline_with_estimate_s"] / t["ours_s"], estimated=True)])
     rows.append(["peak RSS (MiB)", f"{ours['peak_rss_mib']:,.0f}", f"{base['peak_rss_mib']:,.0f}",
                  fmt_ratio(base["peak_rss_mib"] / ours["peak_rss_mib"])])
 
     q = res["quality"]
     n = q["sample_rows"]
+    same_rows = f"same {n:,} rows" + (" (all)" if n == res["rows"] else " (seeded sample)")
+    wider = "ours also encodes bool/date/categorical columns" if ours["x_dim"] != base["x_dim"] else ""
     rows_q: list[list[str]] = [
         ["k (segments)", str(ours["k"]), str(base["k"]), ""],
-        ["matrix width (preprocessed)", f"{ours['x_dim']} ({ours['x_dtype']})", f"{base['x_dim']} ({base['x_dtype']})",
-         "ours also encodes bool/date/categorical columns" if ours["x_dim"] != base["x_dim"] else ""],
+        ["matrix width (preprocessed)", f"{ours['x_dim']} ({ours['x_dtype']})",
+         f"{base['x_dim']} ({base['x_dtype']})", wider],
         ["PCA components (90 % var.)", str(ours["z_dim"]), str(base["z_dim"]), ""],
         ["silhouette, own space", f"{q['silhouette_ours_space']['ours']:.4f}",
-         f"{q['silhouette_baseline_space']['baseline']:.4f}", f"same {n:,} rows" + (" (all)" if n == res["rows"]
-                                                                                    else " (seeded sample)")],
+         f"{q['silhouette_baseline_space']['baseline']:.4f}", same_rows],
         ["silhouette, our space", f"{q['silhouette_ours_space']['ours']:.4f}",
          f"{q['silhouette_ours_space']['baseline']:.4f}", "both label sets, our preprocessing"],
         ["silhouette, baseline space", f"{q['silhouette_baseline_space']['ours']:.4f}",
@@ -352,7 +375,8 @@ def build_rows(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     if q["ari_vs_truth"] is not None:
         rows_q.append(["ARI vs planted segments", f"{q['ari_vs_truth']['ours']:.4f}",
                        f"{q['ari_vs_truth']['baseline']:.4f}", f"all {res['rows']:,} rows"])
-    rows_q.append(["ARI ours vs baseline", f"{q['ari_ours_vs_baseline']:.4f}", "", "agreement of the two label sets"])
+    rows_q.append(["ARI ours vs baseline", f"{q['ari_ours_vs_baseline']:.4f}", "",
+                   "agreement of the two label sets"])
     return rows, rows_q
 
 
@@ -394,7 +418,8 @@ def notes(results: list[dict[str, Any]], n_init: int) -> list[str]:
         "validate: ours runs schema inference + pandera checks; the baseline has no validation.",
         "preprocess: ours = impute, quantile-clip, Yeo-Johnson on skewed columns (parameters fitted on a "
         "200,000-row sample), standardise, one-hot, float32; baseline = SimpleImputer(median) + "
-        "PowerTransformer(yeo-johnson, standardize=False) + StandardScaler on numeric columns, float64, all rows.",
+        "PowerTransformer(yeo-johnson, standardize=False) + StandardScaler on numeric columns, float64, "
+        "all rows.",
         "featurize: ours = PCA to 90 % variance (svd_solver='full' on <= 500,000 sampled rows, float32 "
         "output); baseline = PCA(n_components=0.9), default solver, float64.",
         f"cluster: both KMeans k={N_CLUSTERS}, n_init={n_init}, same seed; ours runs on float32 and also "
@@ -403,9 +428,10 @@ def notes(results: list[dict[str, Any]], n_init: int) -> list[str]:
         f"Calinski-Harabasz on all rows; baseline = full silhouette_score, run only up to "
         f"{FULL_SILHOUETTE_MAX_ROWS:,} rows, else estimated as t({SILHOUETTE_PROBE_ROWS:,} rows) x "
         f"(n / {SILHOUETTE_PROBE_ROWS:,})^2.",
-        "peak RSS: ru_maxrss of each side's process (includes the interpreter and imports: "
-        + ", ".join(f"{r['label']}: ours {r['ours']['rss_after_imports_mib']:,.0f} MiB, baseline "
-                    f"{r['baseline']['rss_after_imports_mib']:,.0f} MiB after imports" for r in results) + ").",
+        "peak RSS: high-water mark (VmHWM) of each side's process, including the interpreter and imports ("
+        + "; ".join(f"{r['label']}: ours {r['ours']['rss_after_imports_mib']:,.0f} MiB, baseline "
+                    f"{r['baseline']['rss_after_imports_mib']:,.0f} MiB after imports" for r in results)
+        + ").",
     ]
 
 
@@ -427,7 +453,8 @@ def render_md(results: list[dict[str, Any]], meta: dict[str, Any], n_init: int) 
              "Reproduce with `.venv/bin/python benchmarks/pipeline.py`.", ""]
     for res in results:
         rows, rows_q = build_rows(res)
-        parts += [f"### {title(res)}", "", md_table(TIMING_HEADER, rows), "", md_table(QUALITY_HEADER, rows_q), ""]
+        parts += [f"### {title(res)}", "", md_table(TIMING_HEADER, rows), "",
+                  md_table(QUALITY_HEADER, rows_q), ""]
     parts += ["Notes:", "", *(f"- {n}" for n in notes(results, n_init)), ""]
     return "\n".join(parts)
 
@@ -448,15 +475,16 @@ def bench_dataset(spec: dict[str, Any], work: Path, truth: np.ndarray | None) ->
     res["quality"] = cross_quality(Path(spec["prefix"]), truth, idx)
     own = res["quality"]["silhouette_ours_space"]["ours"]
     if ours["silhouette"] is not None and abs(own - ours["silhouette"]) > 1e-4:
-        logger.warning("our silhouette recomputed on the shared sample (%.5f) differs from evaluate_segments' "
-                       "(%.5f): the samples do not match", own, ours["silhouette"])
+        logger.warning("our silhouette recomputed on the shared sample (%.5f) differs from "
+                       "evaluate_segments' (%.5f): the samples do not match", own, ours["silhouette"])
     ours_total = sum(ours["stages"].values())
     base_total = sum(base["stages"].values())
     est = base.get("evaluate", {}).get("estimated_full_s")
     res["totals"] = {"ours_s": ours_total, "baseline_s": base_total, "ratio": base_total / ours_total,
                      "baseline_measured_stages": sorted(base["stages"]),
                      "baseline_with_estimate_s": None if est is None else base_total + est}
-    res["ratios"] = {s: (base["stages"][s] / ours["stages"][s]) if s in base["stages"] else None for s in STAGES}
+    res["ratios"] = {s: base["stages"][s] / ours["stages"][s] if s in base["stages"] else None
+                     for s in STAGES}
     if est is not None:
         res["ratios"]["evaluate_estimated"] = est / ours["stages"]["evaluate"]
     return res
@@ -468,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic table")
     parser.add_argument("--features", type=int, default=100, help="feature columns of the synthetic table")
     parser.add_argument("--skip-large", action="store_true", help="run CC GENERAL only")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per side on CC GENERAL (median reported)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="runs per side on CC GENERAL (median reported)")
     parser.add_argument("--large-repeats", type=int, default=1, help="runs per side on the synthetic table")
     parser.add_argument("--n-init", type=int, default=4, help="KMeans restarts, the same for both sides")
     parser.add_argument("--out", type=Path, default=OUT, help="output folder (default benchmarks/out)")
@@ -505,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     generation: dict[str, Any] | None = None
     if not args.skip_large:
         stem = f"synthetic_{args.rows}x{args.features}_k{SYNTH_SEGMENTS}_seed{SYNTH_SEED}"
-        files = {"parquet": out / f"{stem}.parquet", "csv": out / f"{stem}.csv", "truth": out / f"{stem}_truth.npy"}
+        files = {"parquet": out / f"{stem}.parquet", "csv": out / f"{stem}.csv",
+                 "truth": out / f"{stem}_truth.npy"}
         name = f"synthetic_{args.rows}x{args.features}"
         if not all(p.exists() for p in files.values()):
             logger.info("generating %s (cached for later runs)", stem)
@@ -524,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("=== %s", spec["name"])
         results.append(bench_dataset(spec, work, truth))
 
-    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "python": platform.python_version(),
+    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
+            "python": platform.python_version(),
             "sklearn": sklearn.__version__, "pandas": pd.__version__, "numpy": np.__version__,
             "machine": platform.machine(), "n_init": args.n_init, "wall_s": time.perf_counter() - wall,
             "synthetic_generation": generation}
@@ -532,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"\nbenchmark wall time: {meta['wall_s']:.0f} s (including data generation: "
           f"{'yes' if generation else 'no, cached'})")
-    write_json({"meta": meta, "notes": notes(results, args.n_init), "datasets": results}, out / "pipeline.json")
+    write_json({"meta": meta, "notes": notes(results, args.n_init), "datasets": results},
+               out / "pipeline.json")
     write_text(render_md(results, meta, args.n_init), out / "pipeline.md")
     logger.info("wrote %s and %s", out / "pipeline.json", out / "pipeline.md")
     return 0

@@ -28,30 +28,41 @@ from segmentation.pipeline import (
 Trained = tuple[SegmentationModel, ClusterResult]
 
 BUNDLE_FILES = {
-    "manifest.json", "schema.json", "preprocess.json", "preprocess.npz", "featurizer.json", "featurizer.npz",
-    "clusterer.json", "clusterer.npz", "segments.json",
+    "manifest.json",
+    "schema.json",
+    "preprocess.json",
+    "preprocess.npz",
+    "featurizer.json",
+    "featurizer.npz",
+    "clusterer.json",
+    "clusterer.npz",
+    "segments.json",
 }
 
 
 def _config(cluster: dict[str, Any], featurize: dict[str, Any] | None = None) -> SegmentConfig:
-    return SegmentConfig.model_validate({
-        "seed": 7,
-        "model_name": "test-model",
-        "featurize": featurize or {"kind": "pca", "n_components": 5},
-        "cluster": cluster,
-        "evaluate": {"silhouette_sample": 500, "agreement_sample": 5000},
-    })
+    return SegmentConfig.model_validate(
+        {
+            "seed": 7,
+            "model_name": "test-model",
+            "featurize": featurize or {"kind": "pca", "n_components": 5},
+            "cluster": cluster,
+            "evaluate": {"silhouette_sample": 500, "agreement_sample": 5000},
+        }
+    )
 
 
 def _train(frame: pd.DataFrame, config: SegmentConfig) -> tuple[SegmentationModel, ClusterResult]:
     table = validate_table(frame, config.data, source="test", seed=config.seed)
     pre, x = fit_preprocessing(table, config.preprocess, float32=config.data.float32, seed=config.seed)
     featurizer, z = fit_features(x, config.featurize, seed=config.seed)
-    result = fit_segments(z, x, config.cluster, seed=config.seed,
-                          silhouette_sample=config.evaluate.silhouette_sample)
+    result = fit_segments(
+        z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
+    )
     metrics = evaluate(x, z, result, featurizer, config=config)
-    model = assemble_model(table, pre, featurizer, result, x, metrics, config=config, data_hash="abc123",
-                           source="test")
+    model = assemble_model(
+        table, pre, featurizer, result, x, metrics, config=config, data_hash="abc123", source="test"
+    )
     return model, result
 
 
@@ -72,12 +83,16 @@ def kmeans_model(customers: pd.DataFrame) -> tuple[SegmentationModel, ClusterRes
 
 
 # ------------------------------------------------------------------------------------ round trips
-@pytest.mark.parametrize("cluster", [
-    {"kind": "kmeans", "n_clusters": 4, "n_init": 2},
-    {"kind": "gmm", "n_clusters": 4, "n_init": 1},
-])
-def test_round_trip_reproduces_training_labels(cluster: dict[str, Any], customers: pd.DataFrame,
-                                               tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "cluster",
+    [
+        {"kind": "kmeans", "n_clusters": 4, "n_init": 2},
+        {"kind": "gmm", "n_clusters": 4, "n_init": 1},
+    ],
+)
+def test_round_trip_reproduces_training_labels(
+    cluster: dict[str, Any], customers: pd.DataFrame, tmp_path: Path
+) -> None:
     model, result = _train(customers, _config(cluster))
     assert model.manifest["metrics"]["assignment_agreement"] == 1.0
     path = save_bundle(model, tmp_path / "bundle")
@@ -132,8 +147,9 @@ def test_bundle_layout_and_manifest(kmeans_model: Trained, tmp_path: Path) -> No
     assert loaded.name == "test-model"
 
 
-def test_predict_details(kmeans_model: tuple[SegmentationModel, ClusterResult], customers: pd.DataFrame,
-                         tmp_path: Path) -> None:
+def test_predict_details(
+    kmeans_model: tuple[SegmentationModel, ClusterResult], customers: pd.DataFrame, tmp_path: Path
+) -> None:
     model, result = kmeans_model
     loaded = load_bundle(save_bundle(model, tmp_path / "b"))
     details = loaded.predict_details(customers)
@@ -145,8 +161,9 @@ def test_predict_details(kmeans_model: tuple[SegmentationModel, ClusterResult], 
     assert list(no_id.columns) == ["segment", "confidence"]
 
 
-def test_predict_rejects_out_of_range_values(kmeans_model: tuple[SegmentationModel, ClusterResult],
-                                             customers: pd.DataFrame, tmp_path: Path) -> None:
+def test_predict_rejects_out_of_range_values(
+    kmeans_model: tuple[SegmentationModel, ClusterResult], customers: pd.DataFrame, tmp_path: Path
+) -> None:
     loaded = load_bundle(save_bundle(kmeans_model[0], tmp_path / "b"))
     freq = next(c for c in customers.columns if c.startswith("freq_"))
     assert loaded.schema.column(freq).max_value == 1.0
@@ -158,8 +175,9 @@ def test_predict_rejects_out_of_range_values(kmeans_model: tuple[SegmentationMod
     assert {f.column for f in info.value.report.failures} == {freq}
 
 
-def test_predict_rejects_missing_column(kmeans_model: tuple[SegmentationModel, ClusterResult],
-                                        customers: pd.DataFrame) -> None:
+def test_predict_rejects_missing_column(
+    kmeans_model: tuple[SegmentationModel, ClusterResult], customers: pd.DataFrame
+) -> None:
     model, _ = kmeans_model
     with pytest.raises(DataValidationError, match="amount_00"):
         model.predict(customers.drop(columns=["amount_00"]).head(10))
@@ -194,8 +212,9 @@ def test_unknown_format_is_rejected(kmeans_model: Trained, tmp_path: Path) -> No
         load_bundle(path)
 
 
-def test_corrupt_manifest_is_a_bundle_error(kmeans_model: tuple[SegmentationModel, ClusterResult],
-                                            tmp_path: Path) -> None:
+def test_corrupt_manifest_is_a_bundle_error(
+    kmeans_model: tuple[SegmentationModel, ClusterResult], tmp_path: Path
+) -> None:
     path = save_bundle(kmeans_model[0], tmp_path / "bundle")
     (path / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match=r"manifest\.json"):
@@ -203,7 +222,8 @@ def test_corrupt_manifest_is_a_bundle_error(kmeans_model: tuple[SegmentationMode
 
 
 def test_manifest_without_a_required_file_is_a_bundle_error(
-        kmeans_model: tuple[SegmentationModel, ClusterResult], tmp_path: Path) -> None:
+    kmeans_model: tuple[SegmentationModel, ClusterResult], tmp_path: Path
+) -> None:
     path = save_bundle(kmeans_model[0], tmp_path / "bundle")
     manifest = json.loads((path / "manifest.json").read_text())
     del manifest["files"]["schema.json"]
@@ -212,8 +232,9 @@ def test_manifest_without_a_required_file_is_a_bundle_error(
         load_bundle(path)
 
 
-def test_save_is_atomic_and_replaces(kmeans_model: tuple[SegmentationModel, ClusterResult],
-                                     customers: pd.DataFrame, tmp_path: Path) -> None:
+def test_save_is_atomic_and_replaces(
+    kmeans_model: tuple[SegmentationModel, ClusterResult], customers: pd.DataFrame, tmp_path: Path
+) -> None:
     model, result = kmeans_model
     target = tmp_path / "out" / "bundle"
     save_bundle(model, target)
@@ -229,8 +250,9 @@ def test_save_is_atomic_and_replaces(kmeans_model: tuple[SegmentationModel, Clus
     assert not np.array_equal(gmm_result.labels, result.labels)
 
 
-def test_failed_save_leaves_previous_bundle(kmeans_model: tuple[SegmentationModel, ClusterResult],
-                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_save_leaves_previous_bundle(
+    kmeans_model: tuple[SegmentationModel, ClusterResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model, result = kmeans_model
     target = tmp_path / "bundle"
     save_bundle(model, target)

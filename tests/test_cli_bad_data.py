@@ -34,8 +34,16 @@ CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str]] = {
     "entirely_empty_column": (lambda f: f.assign(TENURE=np.nan), "TENURE", "not_entirely_empty"),
     "duplicate_ids": (_set("CUST_ID", 5, "C10001"), "CUST_ID", "unique"),
     "negative_balance": (_set("BALANCE", 3, -12.5), "BALANCE", "greater_than_or_equal_to"),
-    "frequency_above_one": (_set("PURCHASES_FREQUENCY", 9, 1.7), "PURCHASES_FREQUENCY", "less_than_or_equal_to"),
-    "frequency_below_zero": (_set("PRC_FULL_PAYMENT", 2, -0.1), "PRC_FULL_PAYMENT", "greater_than_or_equal_to"),
+    "frequency_above_one": (
+        _set("PURCHASES_FREQUENCY", 9, 1.7),
+        "PURCHASES_FREQUENCY",
+        "less_than_or_equal_to",
+    ),
+    "frequency_below_zero": (
+        _set("PRC_FULL_PAYMENT", 2, -0.1),
+        "PRC_FULL_PAYMENT",
+        "greater_than_or_equal_to",
+    ),
 }
 
 
@@ -52,8 +60,9 @@ def _assert_rejected(out: Path, err: str, column: str, check: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_cc_general_bad_data(case: str, cc_general: pd.DataFrame, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cc_general_bad_data(
+    case: str, cc_general: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     mutate, column, check = CASES[case]
     data = tmp_path / "customers.csv"
     _cc_variant(cc_general, mutate).to_csv(data, index=False)
@@ -62,8 +71,9 @@ def test_cc_general_bad_data(case: str, cc_general: pd.DataFrame, tmp_path: Path
     _assert_rejected(out, capsys.readouterr().err, column, check)
 
 
-def test_all_failures_reported_at_once(cc_general: pd.DataFrame, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_all_failures_reported_at_once(
+    cc_general: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     frame = cc_general.head(300).copy()
     frame.loc[1, "BALANCE"] = -1.0
     frame.loc[2, "BALANCE"] = -2.0
@@ -91,8 +101,9 @@ def test_all_failures_reported_at_once(cc_general: pd.DataFrame, tmp_path: Path,
         ("notes.txt", b"just some words\nnothing tabular here\n", "has_columns"),
     ],
 )
-def test_files_that_are_not_tables(name: str, content: bytes, check: str, tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_files_that_are_not_tables(
+    name: str, content: bytes, check: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / name
     data.write_bytes(content)
     out = tmp_path / "run"
@@ -103,8 +114,9 @@ def test_files_that_are_not_tables(name: str, content: bytes, check: str, tmp_pa
     assert not (out / "bundle").exists()
 
 
-def test_inferred_schema_bad_data(synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_inferred_schema_bad_data(
+    synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     table = pd.read_parquet(synthetic_table[0])
     table.loc[10, "customer_id"] = table.loc[11, "customer_id"]
     table["freq_00"] = np.nan
@@ -118,8 +130,9 @@ def test_inferred_schema_bad_data(synthetic_table: tuple[Path, pd.DataFrame], tm
     assert not (out / "bundle").exists()
 
 
-def test_configured_id_column_must_exist(synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_configured_id_column_must_exist(
+    synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     assert main(["train", "--data", str(synthetic_table[0]), "--out", str(out), "--id-column", "client"]) == 2
     assert "client" in capsys.readouterr().err

@@ -64,8 +64,9 @@ def fresh() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def fitted(train: tuple[np.ndarray, np.ndarray]) -> dict[str, Clusterer]:
     z, _ = train
-    return {kind: fit_clusterer(z, z, cfg, seed=0, silhouette_sample=1000).model
-            for kind, cfg in CONFIGS.items()}
+    return {
+        kind: fit_clusterer(z, z, cfg, seed=0, silhouette_sample=1000).model for kind, cfg in CONFIGS.items()
+    }
 
 
 def _ari(labels: np.ndarray, truth: np.ndarray, density: bool) -> float:
@@ -104,8 +105,9 @@ def test_predicts_new_rows(kind: str, fitted: dict[str, Clusterer], fresh: Blobs
 
 
 @pytest.mark.parametrize("kind", list(CONFIGS))
-def test_labels_are_size_ordered(kind: str, fitted: dict[str, Clusterer],
-                                 train: tuple[np.ndarray, np.ndarray]) -> None:
+def test_labels_are_size_ordered(
+    kind: str, fitted: dict[str, Clusterer], train: tuple[np.ndarray, np.ndarray]
+) -> None:
     labels = fitted[kind].labels_
     counts = np.bincount(labels[labels >= 0])
     assert len(counts) == 4
@@ -136,8 +138,9 @@ def test_density_noise_is_minus_one_and_reported(kind: str, train: tuple[np.ndar
 
 
 @pytest.mark.parametrize("kind", list(CONFIGS))
-def test_predict_details_confidence_in_unit_interval(kind: str, fitted: dict[str, Clusterer],
-                                                     fresh: tuple[np.ndarray, np.ndarray]) -> None:
+def test_predict_details_confidence_in_unit_interval(
+    kind: str, fitted: dict[str, Clusterer], fresh: tuple[np.ndarray, np.ndarray]
+) -> None:
     z_new, _ = fresh
     far = np.full((3, 3), 100.0, dtype=np.float32)
     labels, confidence, extra = fitted[kind].predict_details(np.vstack([z_new, far]))
@@ -153,16 +156,20 @@ def test_predict_details_confidence_in_unit_interval(kind: str, fitted: dict[str
 
 
 @pytest.mark.parametrize("kind", ["kmeans", "gmm", "minibatch_kmeans", "agglomerative"])
-def test_predict_on_training_rows_equals_labels(kind: str, fitted: dict[str, Clusterer],
-                                                train: tuple[np.ndarray, np.ndarray]) -> None:
+def test_predict_on_training_rows_equals_labels(
+    kind: str, fitted: dict[str, Clusterer], train: tuple[np.ndarray, np.ndarray]
+) -> None:
     z, _ = train
     assert np.array_equal(fitted[kind].predict(z), fitted[kind].labels_)
 
 
 @pytest.mark.parametrize("kind", list(CONFIGS))
-def test_state_round_trip_predicts_identically(kind: str, fitted: dict[str, Clusterer],
-                                               train: tuple[np.ndarray, np.ndarray],
-                                               fresh: tuple[np.ndarray, np.ndarray]) -> None:
+def test_state_round_trip_predicts_identically(
+    kind: str,
+    fitted: dict[str, Clusterer],
+    train: tuple[np.ndarray, np.ndarray],
+    fresh: tuple[np.ndarray, np.ndarray],
+) -> None:
     model = fitted[kind]
     clone = _round_trip(model)
     assert clone.kind == kind
@@ -200,9 +207,16 @@ def test_refit_dbscan_does_not_reuse_stale_index(train: tuple[np.ndarray, np.nda
 @pytest.mark.parametrize("kind", ["kmeans", "gmm", "minibatch_kmeans", "agglomerative"])
 def test_k_search_picks_four_and_returns_the_winner(kind: str, train: tuple[np.ndarray, np.ndarray]) -> None:
     z, _ = train
-    base = {"kmeans": KMeansConfig, "gmm": GMMConfig, "minibatch_kmeans": MiniBatchKMeansConfig,
-            "agglomerative": AgglomerativeConfig}[kind]
-    cfg = base(n_clusters=None, search=KSearch(k_min=2, k_max=6))
+    base = {
+        "kmeans": KMeansConfig,
+        "gmm": GMMConfig,
+        "minibatch_kmeans": MiniBatchKMeansConfig,
+        "agglomerative": AgglomerativeConfig,
+    }[kind]
+    extra: dict[str, Any] = {} if kind == "agglomerative" else {"n_init": 1}
+    if kind == "minibatch_kmeans":
+        extra["batch_size"] = 256
+    cfg = base(n_clusters=None, search=KSearch(k_min=2, k_max=6), **extra)
     result = fit_clusterer(z, z, cfg, seed=0, silhouette_sample=800)
     assert sorted(result.k_scores) == [2, 3, 4, 5, 6]
     assert all(v is not None for v in result.k_scores.values())
@@ -217,9 +231,10 @@ def test_k_search_picks_four_and_returns_the_winner(kind: str, train: tuple[np.n
 
 
 def test_k_search_score_matches_full_silhouette_when_sample_covers_all(
-        train: tuple[np.ndarray, np.ndarray]) -> None:
+    train: tuple[np.ndarray, np.ndarray],
+) -> None:
     z, _ = train
-    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=3, k_max=5), n_init=2)
+    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=3, k_max=5), n_init=1)
     result = fit_clusterer(z, z, cfg, seed=0, silhouette_sample=len(z))
     assert result.score == pytest.approx(silhouette_score(z, result.labels))
     assert np.array_equal(result.labels, result.model.labels_)
@@ -228,15 +243,16 @@ def test_k_search_score_matches_full_silhouette_when_sample_covers_all(
 def test_k_search_uses_x_eval_space(train: tuple[np.ndarray, np.ndarray]) -> None:
     z, _ = train
     x_eval = np.hstack([z, z])  # a different (but consistent) evaluation space
-    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=2, k_max=5), n_init=2)
+    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=3, k_max=5), n_init=1)
     result = fit_clusterer(z, x_eval, cfg, seed=0, silhouette_sample=len(z))
     assert result.score == pytest.approx(silhouette_score(x_eval, result.labels))
 
 
 def test_fixed_n_clusters_skips_search(train: tuple[np.ndarray, np.ndarray]) -> None:
     z, _ = train
-    result = fit_clusterer(z, z, KMeansConfig(n_clusters=3, search=KSearch(k_min=2, k_max=9)), seed=0,
-                           silhouette_sample=500)
+    result = fit_clusterer(
+        z, z, KMeansConfig(n_clusters=3, search=KSearch(k_min=2, k_max=9)), seed=0, silhouette_sample=500
+    )
     assert list(result.k_scores) == [3]
     assert result.model.n_clusters_ == 3
     assert np.array_equal(result.labels, result.model.labels_)
@@ -251,7 +267,7 @@ def test_density_models_have_no_k_scores(train: tuple[np.ndarray, np.ndarray]) -
 
 def test_k_search_deterministic(train: tuple[np.ndarray, np.ndarray]) -> None:
     z, _ = train
-    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=2, k_max=4), n_init=2)
+    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=3, k_max=4), n_init=1)
     a = fit_clusterer(z, z, cfg, seed=3, silhouette_sample=500)
     b = fit_clusterer(z, z, cfg, seed=3, silhouette_sample=500)
     assert a.k_scores == b.k_scores

@@ -16,8 +16,14 @@ def test_defaults_are_valid_and_frozen() -> None:
 
 
 def test_kind_switch_and_parameter_override_in_any_order() -> None:
-    a = load_config(overrides=["featurize.encoding_dim=3", "featurize=autoencoder", "cluster=hdbscan",
-                               "cluster.min_cluster_size=50"])
+    a = load_config(
+        overrides=[
+            "featurize.encoding_dim=3",
+            "featurize=autoencoder",
+            "cluster=hdbscan",
+            "cluster.min_cluster_size=50",
+        ]
+    )
     assert isinstance(a.featurize, AutoencoderConfig)
     assert a.featurize.encoding_dim == 3
     assert isinstance(a.cluster, HDBSCANConfig)
@@ -25,8 +31,14 @@ def test_kind_switch_and_parameter_override_in_any_order() -> None:
 
 
 def test_values_are_typed_from_yaml() -> None:
-    config = load_config(overrides=["featurize=autoencoder", "featurize.hidden_sizes=[16, 8]",
-                                    "preprocess.clip_quantiles=null", "cluster.n_clusters=6"])
+    config = load_config(
+        overrides=[
+            "featurize=autoencoder",
+            "featurize.hidden_sizes=[16, 8]",
+            "preprocess.clip_quantiles=null",
+            "cluster.n_clusters=6",
+        ]
+    )
     assert config.featurize.hidden_sizes == (16, 8)
     assert config.preprocess.clip_quantiles is None
     assert config.cluster.n_clusters == 6

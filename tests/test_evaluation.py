@@ -11,16 +11,26 @@ from segmentation.clustering import NOISE
 from segmentation.evaluation import evaluate_segments
 
 KEYS = {
-    "n_rows", "n_clusters", "noise_fraction", "segment_sizes", "segment_shares", "min_segment_share",
-    "max_segment_share", "silhouette_sample_size", "evaluation_space", "silhouette", "davies_bouldin",
+    "n_rows",
+    "n_clusters",
+    "noise_fraction",
+    "segment_sizes",
+    "segment_shares",
+    "min_segment_share",
+    "max_segment_share",
+    "silhouette_sample_size",
+    "evaluation_space",
+    "silhouette",
+    "davies_bouldin",
     "calinski_harabasz",
 }
 
 
 @pytest.fixture(scope="module")
 def blobs() -> tuple[np.ndarray, np.ndarray]:
-    x, y = make_blobs(n_samples=[500, 300, 200], centers=[[0, 0], [6, 0], [0, 6]], cluster_std=0.6,
-                      random_state=0)
+    x, y = make_blobs(
+        n_samples=[500, 300, 200], centers=[[0, 0], [6, 0], [0, 6]], cluster_std=0.6, random_state=0
+    )
     return x, y
 
 

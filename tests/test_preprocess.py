@@ -17,16 +17,19 @@ N = 2000
 
 
 def _numeric_schema(*names: str) -> TableSchema:
-    return TableSchema(kind="inferred", id_column=None,
-                       columns=tuple(ColumnSpec(name=n, kind="numeric") for n in names))
+    return TableSchema(
+        kind="inferred", id_column=None, columns=tuple(ColumnSpec(name=n, kind="numeric") for n in names)
+    )
 
 
 def _lognormal_frame(seed: int = 0, n: int = N, shift: float = 0.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "skewed": np.exp(rng.normal(2.0 + shift, 1.0, n)),
-        "normal": rng.normal(5.0 + shift, 2.0, n),
-    })
+    return pd.DataFrame(
+        {
+            "skewed": np.exp(rng.normal(2.0 + shift, 1.0, n)),
+            "normal": rng.normal(5.0 + shift, 2.0, n),
+        }
+    )
 
 
 def _cfg(**kwargs: object) -> PreprocessConfig:
@@ -168,7 +171,8 @@ def test_fit_sample_limits_rows_used() -> None:
 # ---------------------------------------------------------------------------------- column kinds
 def _mixed_schema() -> TableSchema:
     return TableSchema(
-        kind="inferred", id_column="cid",
+        kind="inferred",
+        id_column="cid",
         columns=(
             ColumnSpec(name="amount", kind="numeric"),
             ColumnSpec(name="flag", kind="boolean"),
@@ -181,13 +185,15 @@ def _mixed_schema() -> TableSchema:
 
 def _mixed_frame(n: int = 1200) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "cid": [f"C{i}" for i in range(n)],
-        "amount": rng.normal(10, 2, n),
-        "flag": rng.random(n) < 0.3,
-        "last": pd.Timestamp("2026-01-01") - pd.to_timedelta(rng.integers(1, 400, n), unit="D"),
-        "channel": pd.Series(rng.choice(["web", "store", "app"], n), dtype="str"),
-    })
+    return pd.DataFrame(
+        {
+            "cid": [f"C{i}" for i in range(n)],
+            "amount": rng.normal(10, 2, n),
+            "flag": rng.random(n) < 0.3,
+            "last": pd.Timestamp("2026-01-01") - pd.to_timedelta(rng.integers(1, 400, n), unit="D"),
+            "channel": pd.Series(rng.choice(["web", "store", "app"], n), dtype="str"),
+        }
+    )
 
 
 def _plain_pre(schema: TableSchema, float32: bool = False) -> Preprocessor:

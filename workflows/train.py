@@ -49,7 +49,7 @@ def _retry_io_only(_task: Any, _task_run: Any, state: State) -> bool:
         return False
     except OSError:
         return True
-    except Exception:  # noqa: BLE001 - anything else is a bug or bad input: do not retry
+    except Exception:
         return False
     return False
 
@@ -65,47 +65,72 @@ def hash_data(path: str) -> str:
     return file_digest(path)
 
 
-@task(name="load-validate", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True,
-      retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
-def load_validate(path: str, config: SegmentConfig, cache_key: str) -> pipeline.ValidatedTable:  # noqa: ARG001
+@task(
+    name="load-validate",
+    cache_policy=STAGE_CACHE,
+    cache_expiration=_EXPIRY,
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_retry_io_only,
+)
+def load_validate(path: str, config: SegmentConfig, cache_key: str) -> pipeline.ValidatedTable:
     """Read the table and validate it lazily (validation failures are never retried)."""
     return pipeline.validate_table(read_table(path), config.data, source=path, seed=config.seed)
 
 
 @task(name="preprocess", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
-def preprocess(table: pipeline.ValidatedTable, config: SegmentConfig,
-               cache_key: str) -> tuple[Preprocessor, np.ndarray]:  # noqa: ARG001
+def preprocess(
+    table: pipeline.ValidatedTable, config: SegmentConfig, cache_key: str
+) -> tuple[Preprocessor, np.ndarray]:
     """Fit preprocessing on the training table."""
     return pipeline.fit_preprocessing(table, config.preprocess, float32=config.data.float32, seed=config.seed)
 
 
 @task(name="featurize", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
-def featurize(x: np.ndarray, config: SegmentConfig, cache_key: str) -> tuple[Featurizer, np.ndarray]:  # noqa: ARG001
+def featurize(x: np.ndarray, config: SegmentConfig, cache_key: str) -> tuple[Featurizer, np.ndarray]:
     """Fit the featurizer (none, PCA or autoencoder)."""
     return pipeline.fit_features(x, config.featurize, seed=config.seed)
 
 
 @task(name="cluster", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
-def cluster(z: np.ndarray, x: np.ndarray, config: SegmentConfig, cache_key: str) -> ClusterResult:  # noqa: ARG001
+def cluster(z: np.ndarray, x: np.ndarray, config: SegmentConfig, cache_key: str) -> ClusterResult:
     """Fit the clusterer, choosing k by the configured criterion when it is not fixed."""
-    return pipeline.fit_segments(z, x, config.cluster, seed=config.seed,
-                                 silhouette_sample=config.evaluate.silhouette_sample)
+    return pipeline.fit_segments(
+        z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
+    )
 
 
 @task(name="evaluate", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
-def evaluate(x: np.ndarray, z: np.ndarray, result: ClusterResult, featurizer: Featurizer, config: SegmentConfig,
-             cache_key: str) -> dict[str, Any]:  # noqa: ARG001
+def evaluate(
+    x: np.ndarray,
+    z: np.ndarray,
+    result: ClusterResult,
+    featurizer: Featurizer,
+    config: SegmentConfig,
+    cache_key: str,
+) -> dict[str, Any]:
     """Metrics in the common (preprocessed) space."""
     return pipeline.evaluate(x, z, result, featurizer, config=config)
 
 
 @task(name="register-outputs", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
-def write_outputs(out_dir: str, table: pipeline.ValidatedTable, pre: Preprocessor, featurizer: Featurizer,
-                  result: ClusterResult, x: np.ndarray, metrics: dict[str, Any], config: SegmentConfig,
-                  data_hash: str, source: str) -> dict[str, str]:
+def write_outputs(
+    out_dir: str,
+    table: pipeline.ValidatedTable,
+    pre: Preprocessor,
+    featurizer: Featurizer,
+    result: ClusterResult,
+    x: np.ndarray,
+    metrics: dict[str, Any],
+    config: SegmentConfig,
+    data_hash: str,
+    source: str,
+) -> dict[str, str]:
     """Assemble the bundle and write it with metrics and labels (atomically)."""
-    model: SegmentationModel = pipeline.assemble_model(table, pre, featurizer, result, x, metrics, config=config,
-                                                       data_hash=data_hash, source=source)
+    model: SegmentationModel = pipeline.assemble_model(
+        table, pre, featurizer, result, x, metrics, config=config, data_hash=data_hash, source=source
+    )
     return pipeline.write_run_outputs(Path(out_dir), model, table, result.labels, featurizer)
 
 
@@ -138,12 +163,19 @@ def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> d
     metrics = run("evaluate", evaluate, x, z, result, featurizer)
     paths = write_outputs(out_dir, table, pre, featurizer, result, x, metrics, config, data_hash, data_path)
     logger.info("stages: %s", ", ".join(f"{k}={v}" for k, v in stages.items()))
-    return {"out_dir": out_dir, "paths": paths, "metrics": metrics, "stages": stages,
-            "n_rows": len(table.frame), "labels_head": pd.Series(result.labels[:5]).tolist()}
+    return {
+        "out_dir": out_dir,
+        "paths": paths,
+        "metrics": metrics,
+        "stages": stages,
+        "n_rows": len(table.frame),
+        "labels_head": pd.Series(result.labels[:5]).tolist(),
+    }
 
 
 def run_training(data_path: str | Path, out_dir: str | Path, config: SegmentConfig) -> dict[str, Any]:
     """Run the flow with results persisted under :func:`state_home` (what the CLI calls)."""
     with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: state_home() / "results"}):
-        return train_segmentation(data_path=str(Path(data_path).resolve()), out_dir=str(Path(out_dir).resolve()),
-                                  config=config)
+        return train_segmentation(
+            data_path=str(Path(data_path).resolve()), out_dir=str(Path(out_dir).resolve()), config=config
+        )

@@ -35,10 +35,18 @@ from segmentation.features import Featurizer, featurizer_from_state
 from segmentation.preprocess import Preprocessor
 
 BUNDLE_FORMAT = 1
-_REQUIRED_FILES = frozenset({
-    "schema.json", "preprocess.json", "preprocess.npz", "featurizer.json", "featurizer.npz", "clusterer.json",
-    "clusterer.npz", "segments.json",
-})
+_REQUIRED_FILES = frozenset(
+    {
+        "schema.json",
+        "preprocess.json",
+        "preprocess.npz",
+        "featurizer.json",
+        "featurizer.npz",
+        "clusterer.json",
+        "clusterer.npz",
+        "segments.json",
+    }
+)
 
 
 @dataclass
@@ -96,13 +104,15 @@ def segment_summary(x: np.ndarray, labels: np.ndarray, feature_names: list[str])
     rows = []
     for seg in sorted(set(labels.tolist())):
         mask = labels == seg
-        rows.append({
-            "id": int(seg),
-            "noise": bool(seg == NOISE),
-            "size": int(mask.sum()),
-            "share": float(mask.sum() / n),
-            "centroid": [float(v) for v in x[mask].mean(axis=0)],
-        })
+        rows.append(
+            {
+                "id": int(seg),
+                "noise": bool(seg == NOISE),
+                "size": int(mask.sum()),
+                "share": float(mask.sum() / n),
+                "centroid": [float(v) for v in x[mask].mean(axis=0)],
+            }
+        )
     return {"space": "preprocessed", "feature_names": feature_names, "segments": rows}
 
 
@@ -192,19 +202,30 @@ def load_bundle(path: str | Path) -> SegmentationModel:
         data = file.read_bytes()
         if hashlib.sha256(data).hexdigest() != expected:
             raise BundleError(
-                f"{path}: {name} does not match its digest in manifest.json (corrupted or altered)")
+                f"{path}: {name} does not match its digest in manifest.json (corrupted or altered)"
+            )
         blobs[name] = data
 
     def arrays(name: str) -> dict[str, np.ndarray]:
         with np.load(io.BytesIO(blobs[name]), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
 
-    schema = TableSchema.model_validate(json.loads(blobs["schema.json"]))
-    preprocessor = Preprocessor.from_state(schema, json.loads(blobs["preprocess.json"]),
-                                           arrays("preprocess.npz"))
-    featurizer = featurizer_from_state(json.loads(blobs["featurizer.json"]), arrays("featurizer.npz"))
-    clusterer = clusterer_from_state(json.loads(blobs["clusterer.json"]), arrays("clusterer.npz"),
-                                     blobs.get("clusterer.joblib"))
-    return SegmentationModel(schema=schema, preprocessor=preprocessor, featurizer=featurizer,
-                             clusterer=clusterer, segments=json.loads(blobs["segments.json"]),
-                             manifest=manifest)
+    try:
+        schema = TableSchema.model_validate(json.loads(blobs["schema.json"]))
+        preprocessor = Preprocessor.from_state(
+            schema, json.loads(blobs["preprocess.json"]), arrays("preprocess.npz")
+        )
+        featurizer = featurizer_from_state(json.loads(blobs["featurizer.json"]), arrays("featurizer.npz"))
+        clusterer = clusterer_from_state(
+            json.loads(blobs["clusterer.json"]), arrays("clusterer.npz"), blobs.get("clusterer.joblib")
+        )
+    except (KeyError, ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise BundleError(f"{path}: inconsistent bundle contents ({type(exc).__name__}: {exc})") from exc
+    return SegmentationModel(
+        schema=schema,
+        preprocessor=preprocessor,
+        featurizer=featurizer,
+        clusterer=clusterer,
+        segments=json.loads(blobs["segments.json"]),
+        manifest=manifest,
+    )

@@ -27,8 +27,15 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", type=Path, help="YAML config replacing the packaged defaults")
-    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted override, e.g. -S featurize=autoencoder -S featurize.encoding_dim=8")
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. -S featurize=autoencoder -S featurize.encoding_dim=8",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--features", type=int, default=20)
     make.add_argument("--segments", type=int, default=5)
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--out", type=Path, required=True, help=".csv or .parquet; truth goes to <stem>.truth.<ext>")
+    make.add_argument(
+        "--out", type=Path, required=True, help=".csv or .parquet; truth goes to <stem>.truth.<ext>"
+    )
 
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -83,19 +92,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
         result = run_training(data, out, config)
     except DataValidationError as exc:
         sys.stderr.write(exc.report.to_text() + "\n")
-        sys.stderr.write(f"validation failed: report written to {Path(out).resolve() / 'validation_report.txt'}; "
-                         "no model was trained.\n")
+        sys.stderr.write(
+            f"validation failed: report written to {Path(out).resolve() / 'validation_report.txt'}; "
+            "no model was trained.\n"
+        )
         return exc.exit_code
     metrics = result["metrics"]
     lines = [
         f"trained on {metrics['n_rows']} customers: {metrics['n_clusters']} segments, "
-        f"silhouette {metrics['silhouette']:.3f} (preprocessed space, sample {metrics['silhouette_sample_size']})",
+        f"silhouette {_fmt(metrics['silhouette'])} (preprocessed space, "
+        f"sample {metrics['silhouette_sample_size']}), noise {metrics['noise_fraction']:.1%}",
         "stages: " + ", ".join(f"{stage}={state}" for stage, state in result["stages"].items()),
         f"results in {result['out_dir']}:",
         *(f"  {name:<13} {path}" for name, path in result["paths"].items()),
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _cmd_make_data(args: argparse.Namespace) -> int:
@@ -108,7 +124,9 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
     write_table(table, args.out)
     truth_path = args.out.with_name(f"{args.out.stem}.truth{args.out.suffix}")
     write_table(truth, truth_path)
-    sys.stdout.write(f"wrote {len(table)} rows x {table.shape[1]} columns to {args.out}; truth in {truth_path}\n")
+    sys.stdout.write(
+        f"wrote {len(table)} rows x {table.shape[1]} columns to {args.out}; truth in {truth_path}\n"
+    )
     return EXIT_OK
 
 
@@ -128,8 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return _COMMANDS[args.command](args)
     except SegmentationError as exc:

@@ -116,8 +116,12 @@ class Clusterer(ABC):
         """Rebuild from :meth:`get_state` output."""
 
     def _meta(self) -> dict[str, Any]:
-        return {"kind": self.kind, "config": self.config.model_dump(mode="json"), "seed": self.seed,
-                "n_clusters": self.n_clusters_}
+        return {
+            "kind": self.kind,
+            "config": self.config.model_dump(mode="json"),
+            "seed": self.seed,
+            "n_clusters": self.n_clusters_,
+        }
 
 
 # ------------------------------------------------------------------------------------ centroid family
@@ -159,8 +163,12 @@ class KMeansClusterer(_CentroidClusterer):
 
     def fit(self, z: np.ndarray) -> Self:
         """Fit k-means with ``config.n_clusters`` (set by the k search when not fixed)."""
-        model = KMeans(n_clusters=self.config.n_clusters, n_init=self.config.n_init,
-                       max_iter=self.config.max_iter, random_state=self.seed).fit(z)
+        model = KMeans(
+            n_clusters=self.config.n_clusters,
+            n_init=self.config.n_init,
+            max_iter=self.config.max_iter,
+            random_state=self.seed,
+        ).fit(z)
         self._finish(z, model.cluster_centers_)
         return self
 
@@ -172,8 +180,12 @@ class MiniBatchKMeansClusterer(_CentroidClusterer):
 
     def fit(self, z: np.ndarray) -> Self:
         """Fit mini-batch k-means."""
-        model = MiniBatchKMeans(n_clusters=self.config.n_clusters, n_init=self.config.n_init,
-                                batch_size=self.config.batch_size, random_state=self.seed).fit(z)
+        model = MiniBatchKMeans(
+            n_clusters=self.config.n_clusters,
+            n_init=self.config.n_init,
+            batch_size=self.config.batch_size,
+            random_state=self.seed,
+        ).fit(z)
         self._finish(z, model.cluster_centers_)
         return self
 
@@ -186,8 +198,9 @@ class AgglomerativeClusterer(_CentroidClusterer):
     def fit(self, z: np.ndarray) -> Self:
         """Fit on at most ``max_fit_rows`` sampled rows and keep the clusters' centroids."""
         idx = _sample_rows(len(z), self.config.max_fit_rows, self.seed)
-        fitted = AgglomerativeClustering(n_clusters=self.config.n_clusters,
-                                         linkage=self.config.linkage).fit(z[idx])
+        fitted = AgglomerativeClustering(n_clusters=self.config.n_clusters, linkage=self.config.linkage).fit(
+            z[idx]
+        )
         centers = np.stack([z[idx][fitted.labels_ == c].mean(axis=0) for c in range(self.config.n_clusters)])
         self._finish(z, centers)
         return self
@@ -201,10 +214,14 @@ class GMMClusterer(Clusterer):
 
     def fit(self, z: np.ndarray) -> Self:
         """Fit by EM, then order components by size."""
-        model = GaussianMixture(n_components=self.config.n_clusters,
-                                covariance_type=self.config.covariance_type, n_init=self.config.n_init,
-                                max_iter=self.config.max_iter,
-                                random_state=self.seed, reg_covar=1e-5).fit(z)
+        model = GaussianMixture(
+            n_components=self.config.n_clusters,
+            covariance_type=self.config.covariance_type,
+            n_init=self.config.n_init,
+            max_iter=self.config.max_iter,
+            random_state=self.seed,
+            reg_covar=1e-5,
+        ).fit(z)
         raw = model.predict(z)
         mapping = _size_order(raw, model.n_components)
         order = np.argsort(mapping)  # order[new] = raw
@@ -229,8 +246,12 @@ class GMMClusterer(Clusterer):
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
         """Mixture parameters as arrays."""
         m = self.model_
-        arrays = {"weights": m.weights_, "means": m.means_, "covariances": m.covariances_,
-                  "precisions_cholesky": m.precisions_cholesky_}
+        arrays = {
+            "weights": m.weights_,
+            "means": m.means_,
+            "covariances": m.covariances_,
+            "precisions_cholesky": m.precisions_cholesky_,
+        }
         return self._meta(), arrays, None
 
     @classmethod
@@ -256,10 +277,13 @@ class HDBSCANClusterer(Clusterer):
         import hdbscan
 
         idx = _sample_rows(len(z), self.config.max_fit_rows, self.seed)
-        model = hdbscan.HDBSCAN(min_cluster_size=self.config.min_cluster_size,
-                                min_samples=self.config.min_samples,
-                                cluster_selection_method=self.config.cluster_selection_method,
-                                prediction_data=True, core_dist_n_jobs=1).fit(z[idx].astype(np.float64))
+        model = hdbscan.HDBSCAN(
+            min_cluster_size=self.config.min_cluster_size,
+            min_samples=self.config.min_samples,
+            cluster_selection_method=self.config.cluster_selection_method,
+            prediction_data=True,
+            core_dist_n_jobs=1,
+        ).fit(z[idx].astype(np.float64))
         self.model_ = model
         n_raw = int(model.labels_.max()) + 1
         self.label_map_ = _size_order(model.labels_, max(n_raw, 1)) if n_raw > 0 else np.zeros(0, np.int64)
@@ -345,17 +369,29 @@ class DBSCANClusterer(Clusterer):
 
 
 _CLASSES: dict[str, type[Clusterer]] = {
-    c.kind: c for c in (KMeansClusterer, MiniBatchKMeansClusterer, GMMClusterer, HDBSCANClusterer,
-                        AgglomerativeClusterer, DBSCANClusterer)
+    c.kind: c
+    for c in (
+        KMeansClusterer,
+        MiniBatchKMeansClusterer,
+        GMMClusterer,
+        HDBSCANClusterer,
+        AgglomerativeClusterer,
+        DBSCANClusterer,
+    )
 }
 _CONFIGS: dict[str, type] = {
-    "kmeans": KMeansConfig, "minibatch_kmeans": MiniBatchKMeansConfig, "gmm": GMMConfig,
-    "hdbscan": HDBSCANConfig, "agglomerative": AgglomerativeConfig, "dbscan": DBSCANConfig,
+    "kmeans": KMeansConfig,
+    "minibatch_kmeans": MiniBatchKMeansConfig,
+    "gmm": GMMConfig,
+    "hdbscan": HDBSCANConfig,
+    "agglomerative": AgglomerativeConfig,
+    "dbscan": DBSCANConfig,
 }
 
 
-def clusterer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray],
-                         blob: bytes | None) -> Clusterer:
+def clusterer_from_state(
+    meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None
+) -> Clusterer:
     """Rebuild any fitted clusterer from its stored state."""
     return _CLASSES[meta["kind"]].from_state(meta, arrays, blob)
 
@@ -383,8 +419,9 @@ def sampled_silhouette(x: np.ndarray, labels: np.ndarray, sample_size: int, seed
     return float(silhouette_score(x[keep], labels[keep]))
 
 
-def fit_clusterer(z: np.ndarray, x_eval: np.ndarray, config: ClusterConfig, *, seed: int,
-                  silhouette_sample: int) -> ClusterResult:
+def fit_clusterer(
+    z: np.ndarray, x_eval: np.ndarray, config: ClusterConfig, *, seed: int, silhouette_sample: int
+) -> ClusterResult:
     """Fit the configured clusterer; when ``n_clusters`` is null, try every k and keep the best.
 
     The criterion is the silhouette on a seeded sample, computed in ``x_eval`` (the preprocessed input

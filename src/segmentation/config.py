@@ -32,7 +32,9 @@ class Strict(BaseModel):
 class DataConfig(Strict):
     """Where the customer table comes from and how its columns are read."""
 
-    path: str | None = Field(None, description="CSV or Parquet file; None means the bundled CC GENERAL sample.")
+    path: str | None = Field(
+        None, description="CSV or Parquet file; None means the bundled CC GENERAL sample."
+    )
     id_column: str | None = Field(None, description="Customer ID column; auto-detected when unambiguous.")
     schema_kind: Literal["auto", "cc_general", "inferred"] = Field(
         "auto", description="'auto' uses the CC GENERAL model when the table looks like it, else infers one."
@@ -40,7 +42,8 @@ class DataConfig(Strict):
     drop_columns: tuple[str, ...] = Field((), description="Columns ignored for segmentation.")
     max_categories: int = Field(20, ge=2, le=1000, description="Most frequent levels kept per categorical.")
     reference_date: str | None = Field(
-        None, description="ISO date for 'days since' features; default is the latest date in the training data."
+        None,
+        description="ISO date for 'days since' features; default is the latest date in the training data.",
     )
     float32: bool = Field(True, description="Compute in float32 (halves memory; safe after scaling).")
 
@@ -58,7 +61,9 @@ class PreprocessConfig(Strict):
         (0.005, 0.995), description="Clip every numeric column at these training quantiles; null disables."
     )
     scale: Literal["standard", "robust", "none"] = "standard"
-    fit_sample: int = Field(200_000, ge=1000, description="Rows used to estimate quantiles and skew parameters.")
+    fit_sample: int = Field(
+        200_000, ge=1000, description="Rows used to estimate quantiles and skew parameters."
+    )
 
     @field_validator("clip_quantiles")
     @classmethod
@@ -79,8 +84,12 @@ class PCAConfig(Strict):
     """Principal components: a fixed number, or enough to reach an explained-variance target."""
 
     kind: Literal["pca"] = "pca"
-    n_components: int | None = Field(None, ge=1, description="Fixed number of components (wins over variance).")
-    variance: float = Field(0.9, gt=0, le=1, description="Explained-variance target when n_components is null.")
+    n_components: int | None = Field(
+        None, ge=1, description="Fixed number of components (wins over variance)."
+    )
+    variance: float = Field(
+        0.9, gt=0, le=1, description="Explained-variance target when n_components is null."
+    )
     whiten: bool = False
 
 
@@ -99,7 +108,9 @@ class AutoencoderConfig(Strict):
     max_epochs: int = Field(50, ge=1)
     patience: int = Field(5, ge=1, description="Early-stopping patience in epochs, on the validation loss.")
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
-    max_train_rows: int = Field(200_000, ge=100, description="Rows sampled for training; all rows are encoded.")
+    max_train_rows: int = Field(
+        200_000, ge=100, description="Rows sampled for training; all rows are encoded."
+    )
     accelerator: Literal["cpu", "auto", "gpu"] = "cpu"
 
 
@@ -160,11 +171,13 @@ class HDBSCANConfig(Strict):
     min_cluster_size: int = Field(100, ge=2)
     min_samples: int | None = Field(None, ge=1)
     cluster_selection_method: Literal["eom", "leaf"] = "eom"
-    max_fit_rows: int = Field(50_000, ge=100, description="Fit on a sample this large; the rest are predicted.")
+    max_fit_rows: int = Field(
+        50_000, ge=100, description="Fit on a sample this large; the rest are predicted."
+    )
 
 
 class AgglomerativeConfig(_KClusterer):
-    """Ward agglomerative clustering (quadratic: fitted on a sample); new customers go to the nearest centroid."""
+    """Agglomerative clustering (quadratic: fitted on a sample); new customers join the nearest centroid."""
 
     kind: Literal["agglomerative"] = "agglomerative"
     linkage: Literal["ward", "average", "complete"] = "ward"
@@ -254,8 +267,10 @@ def apply_overrides(tree: dict[str, Any], overrides: Iterable[tuple[str, Any]]) 
     overrides so the order on the command line does not matter.
     """
     out = copy.deepcopy(tree)
-    items = [(k.removesuffix(".kind"), v) if k.removesuffix(".kind") in _UNION_SECTIONS else (k, v)
-             for k, v in overrides]
+    items = [
+        (k.removesuffix(".kind"), v) if k.removesuffix(".kind") in _UNION_SECTIONS else (k, v)
+        for k, v in overrides
+    ]
 
     def is_switch(key: str, value: Any) -> bool:
         return key in _UNION_SECTIONS and isinstance(value, str)
@@ -273,7 +288,9 @@ def apply_overrides(tree: dict[str, Any], overrides: Iterable[tuple[str, Any]]) 
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"{'.'.join(parts[: depth + 1])} is a value, not a section; cannot set {key}")
+                raise ConfigError(
+                    f"{'.'.join(parts[: depth + 1])} is a value, not a section; cannot set {key}"
+                )
             node = child
         node[parts[-1]] = value
     return out
@@ -289,12 +306,22 @@ def _format_validation_error(exc: ValidationError) -> str:
         elif err["type"] == "union_tag_invalid":
             msg = f"unknown kind {err['input']!r}; allowed: {err['ctx']['expected_tags']}"
             loc = loc or "kind"
-        lines.append(f"  {loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else ""))
+        lines.append(
+            f"  {loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else "")
+        )
     return "invalid configuration:\n" + "\n".join(lines)
 
 
 _KIND_TAGS = {
-    "none", "pca", "autoencoder", "kmeans", "minibatch_kmeans", "gmm", "hdbscan", "agglomerative", "dbscan",
+    "none",
+    "pca",
+    "autoencoder",
+    "kmeans",
+    "minibatch_kmeans",
+    "gmm",
+    "hdbscan",
+    "agglomerative",
+    "dbscan",
 }
 
 

@@ -10,8 +10,14 @@ from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 from segmentation.clustering import NOISE, sampled_silhouette
 
 
-def evaluate_segments(x: np.ndarray, labels: np.ndarray, *, z: np.ndarray | None = None,
-                      silhouette_sample: int = 10_000, seed: int = 0) -> dict[str, Any]:
+def evaluate_segments(
+    x: np.ndarray,
+    labels: np.ndarray,
+    *,
+    z: np.ndarray | None = None,
+    silhouette_sample: int = 10_000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Compute the metrics written to ``metrics.json``.
 
     Silhouette is computed on a seeded sample (its size is reported); Davies-Bouldin and

@@ -50,7 +50,10 @@ _STAGE_CODE = {
     "evaluate": ("segmentation.evaluation",),
 }
 _STAGE_SECTIONS = {
-    "load": ("data",), "preprocess": ("preprocess",), "featurize": ("featurize",), "cluster": ("cluster",),
+    "load": ("data",),
+    "preprocess": ("preprocess",),
+    "featurize": ("featurize",),
+    "cluster": ("cluster",),
     "evaluate": ("evaluate",),
 }
 
@@ -90,13 +93,20 @@ def validate_table(frame: pd.DataFrame, config: DataConfig, *, source: str, seed
     Raises:
         DataValidationError: with a report naming every failing column and check.
     """
+
     def fail(column: str, check: str, example: str) -> DataValidationError:
-        return DataValidationError(ValidationReport(
-            source=source, n_rows=len(frame), n_columns=frame.shape[1],
-            failures=[Failure(column=column, check=check, count=1, examples=[example])]))
+        return DataValidationError(
+            ValidationReport(
+                source=source,
+                n_rows=len(frame),
+                n_columns=frame.shape[1],
+                failures=[Failure(column=column, check=check, count=1, examples=[example])],
+            )
+        )
 
     use_cc = config.schema_kind == "cc_general" or (
-        config.schema_kind == "auto" and looks_like_cc_general([str(c) for c in frame.columns]))
+        config.schema_kind == "auto" and looks_like_cc_general([str(c) for c in frame.columns])
+    )
     if use_cc:
         schema = cc_general_schema()
     else:
@@ -108,15 +118,25 @@ def validate_table(frame: pd.DataFrame, config: DataConfig, *, source: str, seed
                 id_column = detect_id_column(frame)
             except ValueError as exc:
                 raise fail("<id>", "unambiguous_id_column", str(exc)) from exc
-        schema = infer_schema(frame, id_column, max_categories=config.max_categories,
-                              drop_columns=config.drop_columns, reference_date=config.reference_date, seed=seed)
+        schema = infer_schema(
+            frame,
+            id_column,
+            max_categories=config.max_categories,
+            drop_columns=config.drop_columns,
+            reference_date=config.reference_date,
+            seed=seed,
+        )
         if not schema.columns:
-            raise fail("<table>", "has_feature_columns", "no usable feature column (all constant, empty or text)")
+            raise fail(
+                "<table>", "has_feature_columns", "no usable feature column (all constant, empty or text)"
+            )
     validated, report = validate_frame(frame, schema, source=source)
     if not report.ok:
         raise DataValidationError(report)
     if schema.ignored_columns:
-        logger.warning("ignored columns (constant, free text or dropped): %s", ", ".join(schema.ignored_columns))
+        logger.warning(
+            "ignored columns (constant, free text or dropped): %s", ", ".join(schema.ignored_columns)
+        )
     return ValidatedTable(frame=validated, schema=schema, report=report)
 
 
@@ -128,8 +148,9 @@ def customer_ids(table: ValidatedTable) -> pd.Series:
 
 
 # ------------------------------------------------------------------------------------ fitting stages
-def fit_preprocessing(table: ValidatedTable, config: PreprocessConfig, *, float32: bool, seed: int) -> tuple[
-        Preprocessor, np.ndarray]:
+def fit_preprocessing(
+    table: ValidatedTable, config: PreprocessConfig, *, float32: bool, seed: int
+) -> tuple[Preprocessor, np.ndarray]:
     """Fit preprocessing on the training table; return it with the preprocessed matrix."""
     pre = Preprocessor(table.schema, config, float32=float32, seed=seed)
     return pre, pre.fit_transform(table.frame)
@@ -141,24 +162,31 @@ def fit_features(x: np.ndarray, config: FeaturizeConfig, *, seed: int) -> tuple[
     return featurizer, featurizer.fit_transform(x)
 
 
-def fit_segments(z: np.ndarray, x: np.ndarray, config: ClusterConfig, *, seed: int,
-                 silhouette_sample: int) -> ClusterResult:
+def fit_segments(
+    z: np.ndarray, x: np.ndarray, config: ClusterConfig, *, seed: int, silhouette_sample: int
+) -> ClusterResult:
     """Fit the clusterer (choosing k when asked) and keep the winner with its labels and score."""
     return fit_clusterer(z, x, config, seed=seed, silhouette_sample=silhouette_sample)
 
 
-def evaluate(x: np.ndarray, z: np.ndarray, result: ClusterResult, featurizer: Featurizer, *,
-             config: SegmentConfig) -> dict[str, Any]:
+def evaluate(
+    x: np.ndarray, z: np.ndarray, result: ClusterResult, featurizer: Featurizer, *, config: SegmentConfig
+) -> dict[str, Any]:
     """All metrics of the run, for ``metrics.json``."""
-    metrics = evaluate_segments(x, result.labels, z=z, silhouette_sample=config.evaluate.silhouette_sample,
-                                seed=config.seed)
+    metrics = evaluate_segments(
+        x, result.labels, z=z, silhouette_sample=config.evaluate.silhouette_sample, seed=config.seed
+    )
     metrics["k_selection"] = {
         "criterion": result.criterion,
         "space": "preprocessed",
         "scores": {str(k): v for k, v in result.k_scores.items()},
         "chosen_k": result.model.n_clusters_,
     }
-    metrics["featurizer"] = {"kind": featurizer.kind, "output_dim": int(z.shape[1]), "input_dim": int(x.shape[1])}
+    metrics["featurizer"] = {
+        "kind": featurizer.kind,
+        "output_dim": int(z.shape[1]),
+        "input_dim": int(x.shape[1]),
+    }
     if featurizer.history:
         metrics["featurizer"]["final_train_loss"] = featurizer.history[-1]["train_loss"]
         metrics["featurizer"]["final_val_loss"] = featurizer.history[-1]["val_loss"]
@@ -166,42 +194,66 @@ def evaluate(x: np.ndarray, z: np.ndarray, result: ClusterResult, featurizer: Fe
     return metrics
 
 
-def assemble_model(table: ValidatedTable, pre: Preprocessor, featurizer: Featurizer, result: ClusterResult,
-                   x: np.ndarray, metrics: dict[str, Any], *, config: SegmentConfig, data_hash: str,
-                   source: str) -> SegmentationModel:
+def assemble_model(
+    table: ValidatedTable,
+    pre: Preprocessor,
+    featurizer: Featurizer,
+    result: ClusterResult,
+    x: np.ndarray,
+    metrics: dict[str, Any],
+    *,
+    config: SegmentConfig,
+    data_hash: str,
+    source: str,
+) -> SegmentationModel:
     """Put the fitted parts together and measure how well the bundle reproduces the training labels.
 
     ``assignment_agreement`` is the share of (up to ``evaluate.agreement_sample``) training rows whose
-    label from the full prediction path equals the training label: exactly 1 for centroid models and
-    GMMs; below 1 where training labels come from a fit the prediction rule approximates (HDBSCAN,
-    DBSCAN, agglomerative).
+    label from the full prediction path equals the training label: exactly 1 for centroid models
+    (k-means, mini-batch, agglomerative, whose training labels are defined by the nearest-centroid rule)
+    and GMMs; below 1 where training labels come from a fit that the prediction rule approximates
+    (HDBSCAN's approximate_predict, DBSCAN's nearest core point).
     """
     model = SegmentationModel(
-        schema=table.schema, preprocessor=pre, featurizer=featurizer, clusterer=result.model,
+        schema=table.schema,
+        preprocessor=pre,
+        featurizer=featurizer,
+        clusterer=result.model,
         segments=segment_summary(x, result.labels, pre.feature_names_out_),
         manifest={
             "name": config.model_name,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "code_version": code_version(),
-            "data": {"source": source, "content_hash": data_hash, "n_rows": len(table.frame),
-                     "schema_kind": table.schema.kind},
+            "data": {
+                "source": source,
+                "content_hash": data_hash,
+                "n_rows": len(table.frame),
+                "schema_kind": table.schema.kind,
+            },
             "config": config.model_dump(mode="json"),
         },
     )
     rng = np.random.default_rng(config.seed)
     n = len(table.frame)
-    idx = np.sort(rng.choice(n, config.evaluate.agreement_sample, replace=False)) if n > \
-        config.evaluate.agreement_sample else np.arange(n)
+    idx = (
+        np.sort(rng.choice(n, config.evaluate.agreement_sample, replace=False))
+        if n > config.evaluate.agreement_sample
+        else np.arange(n)
+    )
     predicted = model.predict(table.frame.iloc[idx], validate=False)
-    metrics = {**metrics, "assignment_agreement": float((predicted == result.labels[idx]).mean()),
-               "assignment_agreement_rows": len(idx)}
+    metrics = {
+        **metrics,
+        "assignment_agreement": float((predicted == result.labels[idx]).mean()),
+        "assignment_agreement_rows": len(idx),
+    }
     model.manifest["metrics"] = metrics
     return model
 
 
 # ------------------------------------------------------------------------------------------ outputs
-def write_run_outputs(out_dir: Path, model: SegmentationModel, table: ValidatedTable, labels: np.ndarray,
-                      featurizer: Featurizer) -> dict[str, str]:
+def write_run_outputs(
+    out_dir: Path, model: SegmentationModel, table: ValidatedTable, labels: np.ndarray, featurizer: Featurizer
+) -> dict[str, str]:
     """Write ``bundle/``, ``metrics.json``, ``labels.parquet``, ``config.yaml`` (and the AE loss history)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"bundle": str(save_bundle(model, out_dir / "bundle"))}
@@ -209,21 +261,36 @@ def write_run_outputs(out_dir: Path, model: SegmentationModel, table: ValidatedT
     frame = pd.DataFrame({ids.name or "id": ids.to_numpy(), "segment": labels.astype(np.int32)})
     paths["labels"] = str(write_table(frame, out_dir / "labels.parquet"))
     paths["metrics"] = str(write_json(model.manifest["metrics"], out_dir / "metrics.json"))
-    paths["config"] = str(write_text(yaml.safe_dump(model.manifest["config"], sort_keys=False),
-                                     out_dir / "config.yaml"))
+    paths["config"] = str(
+        write_text(yaml.safe_dump(model.manifest["config"], sort_keys=False), out_dir / "config.yaml")
+    )
     if featurizer.history:
-        paths["loss_history"] = str(write_table(pd.DataFrame(featurizer.history), out_dir / "loss_history.csv"))
+        paths["loss_history"] = str(
+            write_table(pd.DataFrame(featurizer.history), out_dir / "loss_history.csv")
+        )
     return paths
 
 
 def write_validation_report(out_dir: Path, report: ValidationReport) -> list[Path]:
     """Write ``validation_report.json`` and ``validation_report.txt`` next to the run."""
-    return [write_json(report.to_dict(), out_dir / "validation_report.json"),
-            write_text(report.to_text() + "\n", out_dir / "validation_report.txt")]
+    return [
+        write_json(report.to_dict(), out_dir / "validation_report.json"),
+        write_text(report.to_text() + "\n", out_dir / "validation_report.txt"),
+    ]
 
 
 __all__ = [
-    "CC_GENERAL_ID", "STAGES", "ValidatedTable", "assemble_model", "customer_ids", "evaluate", "fit_features",
-    "fit_preprocessing", "fit_segments", "stage_keys", "validate_table", "write_run_outputs",
+    "CC_GENERAL_ID",
+    "STAGES",
+    "ValidatedTable",
+    "assemble_model",
+    "customer_ids",
+    "evaluate",
+    "fit_features",
+    "fit_preprocessing",
+    "fit_segments",
+    "stage_keys",
+    "validate_table",
+    "write_run_outputs",
     "write_validation_report",
 ]

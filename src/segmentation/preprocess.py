@@ -56,8 +56,9 @@ class Preprocessor:
         seed: seed of the row sample used to estimate quantiles and skew parameters.
     """
 
-    def __init__(self, schema: TableSchema, config: PreprocessConfig, float32: bool = True,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, schema: TableSchema, config: PreprocessConfig, float32: bool = True, seed: int = 0
+    ) -> None:
         self.schema = schema
         self.config = config
         self.float32 = float32
@@ -113,8 +114,9 @@ class Preprocessor:
         dense = self._dense_matrix(frame.iloc[idx])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are caught by validation
-            self.impute_ = (np.nanmedian(dense, axis=0) if cfg.impute == "median"
-                            else np.nanmean(dense, axis=0))
+            self.impute_ = (
+                np.nanmedian(dense, axis=0) if cfg.impute == "median" else np.nanmean(dense, axis=0)
+            )
         self.impute_ = np.nan_to_num(self.impute_, nan=0.0)
         dense = np.where(np.isnan(dense), self.impute_, dense)
         if cfg.clip_quantiles is not None and len(dense):
@@ -125,10 +127,12 @@ class Preprocessor:
             self.clip_high_ = np.full(dense.shape[1], np.inf)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # constant columns (e.g. after clipping): skew 0
-            skewness = (np.nan_to_num(stats.skew(dense, axis=0)) if len(dense) > 2
-                        else np.zeros(dense.shape[1]))
-        self.skewed_ = (np.abs(skewness) > cfg.skew_threshold) if cfg.skew != "none" else np.zeros(
-            dense.shape[1], bool)
+            skewness = (
+                np.nan_to_num(stats.skew(dense, axis=0)) if len(dense) > 2 else np.zeros(dense.shape[1])
+            )
+        self.skewed_ = (
+            (np.abs(skewness) > cfg.skew_threshold) if cfg.skew != "none" else np.zeros(dense.shape[1], bool)
+        )
         self.lambdas_ = np.ones(dense.shape[1])
         for j in np.flatnonzero(self.skewed_):
             if cfg.skew == "yeo-johnson":
@@ -149,11 +153,16 @@ class Preprocessor:
         self.scale_ = np.where(self.scale_ > 1e-12, self.scale_, 1.0)
         self.feature_names_out_ = self._dense_columns + [
             f"{name}={level}"
-            for name in self._categorical_columns for level in self.schema.column(name).categories
+            for name in self._categorical_columns
+            for level in self.schema.column(name).categories
         ]
-        logger.info("preprocessing fitted on %d rows: %d dense columns (%d unskewed), %d one-hot columns",
-                    len(idx), len(self._dense_columns), int(self.skewed_.sum()),
-                    len(self.feature_names_out_) - len(self._dense_columns))
+        logger.info(
+            "preprocessing fitted on %d rows: %d dense columns (%d unskewed), %d one-hot columns",
+            len(idx),
+            len(self._dense_columns),
+            int(self.skewed_.sum()),
+            len(self.feature_names_out_) - len(self._dense_columns),
+        )
         return self
 
     # ------------------------------------------------------------------------------- transform
@@ -163,7 +172,7 @@ class Preprocessor:
         out = np.empty((len(frame), len(self.feature_names_out_)), dtype=dtype)
         n_dense = len(self._dense_columns)
         for start in range(0, len(frame), chunk_rows):
-            part = frame.iloc[start:start + chunk_rows]
+            part = frame.iloc[start : start + chunk_rows]
             dense = self._dense_matrix(part)
             dense = np.where(np.isnan(dense), self.impute_, dense)
             dense = np.clip(dense, self.clip_low_, self.clip_high_)
@@ -172,8 +181,8 @@ class Preprocessor:
                     dense[:, j] = yeo_johnson(dense[:, j], self.lambdas_[j])
                 else:
                     dense[:, j] = signed_log1p(dense[:, j])
-            out[start:start + len(part), :n_dense] = (dense - self.center_) / self.scale_
-            out[start:start + len(part), n_dense:] = self._onehot(part)
+            out[start : start + len(part), :n_dense] = (dense - self.center_) / self.scale_
+            out[start : start + len(part), n_dense:] = self._onehot(part)
         return out
 
     def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
@@ -189,8 +198,13 @@ class Preprocessor:
             "feature_names_out": self.feature_names_out_,
         }
         arrays = {
-            "impute": self.impute_, "clip_low": self.clip_low_, "clip_high": self.clip_high_,
-            "skewed": self.skewed_, "lambdas": self.lambdas_, "center": self.center_, "scale": self.scale_,
+            "impute": self.impute_,
+            "clip_low": self.clip_low_,
+            "clip_high": self.clip_high_,
+            "skewed": self.skewed_,
+            "lambdas": self.lambdas_,
+            "center": self.center_,
+            "scale": self.scale_,
         }
         return meta, arrays
 

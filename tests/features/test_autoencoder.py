@@ -26,8 +26,14 @@ def _blobs(n: int = 600, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 def _config(**overrides: object) -> AutoencoderConfig:
     params: dict[str, object] = {
-        "hidden_sizes": (32, 16), "encoding_dim": 2, "learning_rate": 1e-2, "batch_size": 64,
-        "max_epochs": 15, "patience": 50, "val_fraction": 0.2, "max_train_rows": 1000,
+        "hidden_sizes": (32, 16),
+        "encoding_dim": 2,
+        "learning_rate": 1e-2,
+        "batch_size": 64,
+        "max_epochs": 15,
+        "patience": 50,
+        "val_fraction": 0.2,
+        "max_train_rows": 1000,
     }
     params.update(overrides)
     return AutoencoderConfig.model_validate(params)

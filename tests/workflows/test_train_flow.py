@@ -1,4 +1,4 @@
-"""The train-segmentation flow end to end on a real (temporary) Prefect API: caching, determinism, recovery."""
+"""The train-segmentation flow end to end on a real temporary Prefect API: caching, determinism, recovery."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def _fast(*extra: str):
 
 
 def test_rerun_skips_every_stage_and_cluster_change_reruns_only_downstream(
-        synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, segment_home: Path) -> None:
+    synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, segment_home: Path
+) -> None:
     data = synthetic_table[0]
     first = run_training(data, tmp_path / "a", _fast())
     assert first["stages"] == dict.fromkeys(STAGES, "Completed")
@@ -35,18 +36,29 @@ def test_rerun_skips_every_stage_and_cluster_change_reruns_only_downstream(
     assert again["metrics"] == first["metrics"]
 
     changed = run_training(data, tmp_path / "c", _fast("cluster.n_clusters=3"))
-    assert changed["stages"] == {"load": "Cached", "preprocess": "Cached", "featurize": "Cached",
-                                 "cluster": "Completed", "evaluate": "Completed"}
+    assert changed["stages"] == {
+        "load": "Cached",
+        "preprocess": "Cached",
+        "featurize": "Cached",
+        "cluster": "Completed",
+        "evaluate": "Completed",
+    }
     assert changed["metrics"]["n_clusters"] == 3
 
     featurizer_changed = run_training(data, tmp_path / "d", _fast("featurize.variance=0.8"))
-    assert featurizer_changed["stages"] == {"load": "Cached", "preprocess": "Cached", "featurize": "Completed",
-                                            "cluster": "Completed", "evaluate": "Completed"}
+    assert featurizer_changed["stages"] == {
+        "load": "Cached",
+        "preprocess": "Cached",
+        "featurize": "Completed",
+        "cluster": "Completed",
+        "evaluate": "Completed",
+    }
     assert (segment_home / "results").is_dir()
 
 
-def test_changed_data_reruns_everything(synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path,
-                                        segment_home: Path) -> None:
+def test_changed_data_reruns_everything(
+    synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, segment_home: Path
+) -> None:
     data = synthetic_table[0]
     run_training(data, tmp_path / "a", _fast())
     table = pd.read_parquet(data)
@@ -57,8 +69,9 @@ def test_changed_data_reruns_everything(synthetic_table: tuple[Path, pd.DataFram
     assert result["stages"] == dict.fromkeys(STAGES, "Completed")
 
 
-def test_same_seed_same_labels_and_metrics(synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_seed_same_labels_and_metrics(
+    synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = synthetic_table[0]
     outputs = []
     for name in ("one", "two"):  # separate caches: both runs really compute
@@ -72,11 +85,28 @@ def test_same_seed_same_labels_and_metrics(synthetic_table: tuple[Path, pd.DataF
     assert metrics[0] == metrics[1]
 
 
-def test_default_config_recovers_planted_segments(tmp_path: Path, segment_home: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_config_recovers_planted_segments(
+    tmp_path: Path, segment_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "synth.parquet"
-    assert main(["make-data", "--rows", "4000", "--features", "40", "--segments", "6", "--seed", "11",
-                 "--out", str(data)]) == 0
+    assert (
+        main(
+            [
+                "make-data",
+                "--rows",
+                "4000",
+                "--features",
+                "40",
+                "--segments",
+                "6",
+                "--seed",
+                "11",
+                "--out",
+                str(data),
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "run"
     assert main(["train", "--data", str(data), "--out", str(out)]) == 0  # k is not given
     printed = capsys.readouterr().out
@@ -99,12 +129,29 @@ def test_default_config_recovers_planted_segments(tmp_path: Path, segment_home: 
     assert model.manifest["config"]["cluster"]["kind"] == "kmeans"
 
 
-def test_autoencoder_and_hdbscan_from_the_cli(synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path,
-                                              segment_home: Path) -> None:
+def test_autoencoder_and_hdbscan_from_the_cli(
+    synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, segment_home: Path
+) -> None:
     out = tmp_path / "ae"
-    code = main(["train", "--data", str(synthetic_table[0]), "--out", str(out), "-S", "featurize=autoencoder",
-                 "-S", "featurize.max_epochs=15", "-S", "featurize.encoding_dim=4", "-S", "cluster=hdbscan",
-                 "-S", "cluster.min_cluster_size=50"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(synthetic_table[0]),
+            "--out",
+            str(out),
+            "-S",
+            "featurize=autoencoder",
+            "-S",
+            "featurize.max_epochs=15",
+            "-S",
+            "featurize.encoding_dim=4",
+            "-S",
+            "cluster=hdbscan",
+            "-S",
+            "cluster.min_cluster_size=50",
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["featurizer"]["kind"] == "autoencoder"
@@ -119,8 +166,9 @@ def test_autoencoder_and_hdbscan_from_the_cli(synthetic_table: tuple[Path, pd.Da
     assert adjusted_rand_score(clustered["segment_true"], clustered["segment"]) >= 0.9
 
 
-def test_bundled_sample_trains_with_defaults(tmp_path: Path, segment_home: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_bundled_sample_trains_with_defaults(
+    tmp_path: Path, segment_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "demo"
     assert main(["train", "--out", str(out), "-S", "cluster.search.k_max=5"]) == 0
     assert "trained on 8950 customers" in capsys.readouterr().out
@@ -129,5 +177,10 @@ def test_bundled_sample_trains_with_defaults(tmp_path: Path, segment_home: Path,
     assert len(labels) == 8950
     manifest = json.loads((out / "bundle" / "manifest.json").read_text())
     assert manifest["data"]["schema_kind"] == "cc_general"
-    assert set(manifest["files"]) >= {"schema.json", "preprocess.npz", "featurizer.npz", "clusterer.npz",
-                                      "segments.json"}
+    assert set(manifest["files"]) >= {
+        "schema.json",
+        "preprocess.npz",
+        "featurizer.npz",
+        "clusterer.npz",
+        "segments.json",
+    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import uuid
@@ -36,8 +35,12 @@ def file_digest(path: str | Path) -> str:
 
 
 def _table_failure(path: Path, check: str, detail: str) -> DataValidationError:
-    report = ValidationReport(source=str(path), n_rows=0, n_columns=0,
-                              failures=[Failure(column="<table>", check=check, count=1, examples=[detail])])
+    report = ValidationReport(
+        source=str(path),
+        n_rows=0,
+        n_columns=0,
+        failures=[Failure(column="<table>", check=check, count=1, examples=[detail])],
+    )
     return DataValidationError(report)
 
 
@@ -62,14 +65,21 @@ def read_table(path: str | Path) -> pd.DataFrame:
         elif suffix.endswith((".csv", ".csv.gz", ".txt")):
             frame = _read_csv(path)
         else:
-            raise _table_failure(path, "known_format", f"unsupported file type {path.suffix!r}; use .csv or .parquet")
+            raise _table_failure(
+                path, "known_format", f"unsupported file type {path.suffix!r}; use .csv or .parquet"
+            )
     except DataValidationError:
         raise
     except Exception as exc:  # pyarrow/pandas raise many types for garbage input
-        raise _table_failure(path, "readable_table", f"cannot read as a table: {type(exc).__name__}: {exc}") from exc
+        raise _table_failure(
+            path, "readable_table", f"cannot read as a table: {type(exc).__name__}: {exc}"
+        ) from exc
     if frame.shape[1] < 2:
-        raise _table_failure(path, "has_columns",
-                             f"found {frame.shape[1]} column(s); a customer table needs an ID and features")
+        raise _table_failure(
+            path,
+            "has_columns",
+            f"found {frame.shape[1]} column(s); a customer table needs an ID and features",
+        )
     if len(frame) == 0:
         raise _table_failure(path, "has_rows", "the table has a header but no rows")
     return frame
@@ -80,7 +90,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, engine="pyarrow")
     except UnicodeDecodeError:
         raise
-    except Exception:  # noqa: BLE001 - fall back to the C parser, which tolerates more dialects
+    except Exception:
         return pd.read_csv(path, low_memory=False)
 
 
@@ -133,7 +143,12 @@ def replace_dir(staging: Path, target: Path) -> None:
     if target.exists():
         old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         target.rename(old)
-    os.replace(staging, target)
+    try:
+        staging.replace(target)
+    except BaseException:
+        if old is not None:
+            old.rename(target)  # put the previous version back: never leave the target missing
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -141,4 +156,6 @@ def replace_dir(staging: Path, target: Path) -> None:
 def staging_dir(target: Path) -> Path:
     """A fresh temporary directory beside ``target`` (same filesystem, so the final rename is atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    path = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    path.chmod(0o755)  # mkdtemp makes 0700; bundles must be readable by serving processes of other users
+    return path

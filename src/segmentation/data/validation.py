@@ -59,11 +59,16 @@ class ValidationReport:
 
     def to_text(self) -> str:
         """Human-readable table, printed by the CLI and written as ``validation_report.txt``."""
-        head = (f"Validation of {self.source} ({self.n_rows} rows x {self.n_columns} columns, "
-                f"schema: {self.schema_kind or 'n/a'}): ")
+        head = (
+            f"Validation of {self.source} ({self.n_rows} rows x {self.n_columns} columns, "
+            f"schema: {self.schema_kind or 'n/a'}): "
+        )
         if self.ok:
             return head + "OK"
-        lines = [head + f"{len(self.failures)} failure(s)", f"  {'column':<34} {'check':<34} {'count':>7}  examples"]
+        lines = [
+            head + f"{len(self.failures)} failure(s)",
+            f"  {'column':<34} {'check':<34} {'count':>7}  examples",
+        ]
         lines += [
             f"  {f.column:<34} {f.check:<34} {f.count:>7}  {json.dumps(f.examples, default=str)[:120]}"
             for f in self.failures
@@ -84,7 +89,9 @@ def _jsonable(value: Any) -> Any:
 def _failures_from_pandera(errors: SchemaErrors) -> list[Failure]:
     cases = errors.failure_cases
     out: list[Failure] = []
-    cases = cases.assign(column=cases["column"].fillna("<table>").astype(str), check=cases["check"].astype(str))
+    cases = cases.assign(
+        column=cases["column"].fillna("<table>").astype(str), check=cases["check"].astype(str)
+    )
     for (column, check), group in cases.groupby(["column", "check"], sort=False):
         values = group["failure_case"].dropna().unique().tolist()[:_EXAMPLES]
         if check == "column_in_dataframe":
@@ -92,9 +99,15 @@ def _failures_from_pandera(errors: SchemaErrors) -> list[Failure]:
             for missing in group["failure_case"].astype(str):
                 out.append(Failure(column=missing, check="missing_required_column", count=1, examples=[]))
             continue
-        out.append(Failure(column=column, check=_check_name(check), count=len(group),
-                           examples=[_jsonable(v) for v in values]))
-    # A value that cannot be coerced also fails the dtype and range checks of its column; report the cause only.
+        out.append(
+            Failure(
+                column=column,
+                check=_check_name(check),
+                count=len(group),
+                examples=[_jsonable(v) for v in values],
+            )
+        )
+    # A value that cannot be coerced also fails its column's dtype and range checks: report the cause only.
     uncoercible = {f.column for f in out if f.check.startswith("coerce_dtype")}
     return [f for f in out if f.column not in uncoercible or f.check.startswith("coerce_dtype")]
 
@@ -222,8 +235,12 @@ def _pandera_column(spec: ColumnSpec) -> pa.Column:
             checks.append(pa.Check.le(spec.max_value))
         return pa.Column(float, checks=checks, nullable=spec.nullable, coerce=True)
     if spec.kind == "boolean":
-        return pa.Column(bool, nullable=spec.nullable, coerce=False, checks=[pa.Check(_is_booleanish,
-                                                                                     name="boolean_values")])
+        return pa.Column(
+            bool,
+            nullable=spec.nullable,
+            coerce=False,
+            checks=[pa.Check(_is_booleanish, name="boolean_values")],
+        )
     if spec.kind == "datetime":
         return pa.Column("datetime64[ns]", nullable=spec.nullable, coerce=True)
     return pa.Column(nullable=spec.nullable, coerce=False)
@@ -233,8 +250,10 @@ def _is_booleanish(series: pd.Series) -> pd.Series:
     return series.isna() | series.isin([True, False, 0, 1])
 
 
-_ID_NAME = re.compile(r"^(id|.*[_\s-]id|.*id$|cust(omer)?([_\s-]?(no|number|key))?|client[_\s-]?key|account[_\s-]?(no|number))$",
-                      re.IGNORECASE)
+_ID_NAME = re.compile(
+    r"^(id|.*[_\s-]id|.*id$|cust(omer)?([_\s-]?(no|number|key))?|client[_\s-]?key|account[_\s-]?(no|number))$",
+    re.IGNORECASE,
+)
 
 
 def detect_id_column(frame: pd.DataFrame) -> str | None:
@@ -257,7 +276,9 @@ def detect_id_column(frame: pd.DataFrame) -> str | None:
         if len(unique) == 1:
             return str(unique[0])
         raise ValueError(f"ambiguous ID column: candidates {by_name}; pass --id-column / data.id_column")
-    textual = [c for c in frame.columns if _is_text(frame[c]) and frame[c].notna().all() and frame[c].is_unique]
+    textual = [
+        c for c in frame.columns if _is_text(frame[c]) and frame[c].notna().all() and frame[c].is_unique
+    ]
     if len(textual) == 1:
         return str(textual[0])
     if len(textual) > 1:
@@ -276,9 +297,15 @@ def _mostly(parsed: pd.Series, original: pd.Series, share: float = 0.95) -> bool
     return bool(parsed[present].notna().mean() >= share)
 
 
-def infer_schema(frame: pd.DataFrame, id_column: str | None, *, max_categories: int = 20,
-                 drop_columns: tuple[str, ...] = (), reference_date: str | None = None,
-                 seed: int = 0) -> TableSchema:
+def infer_schema(
+    frame: pd.DataFrame,
+    id_column: str | None,
+    *,
+    max_categories: int = 20,
+    drop_columns: tuple[str, ...] = (),
+    reference_date: str | None = None,
+    seed: int = 0,
+) -> TableSchema:
     """Infer the input contract of a table on first training.
 
     Rules: bool dtype -> boolean; numbers (or text that is at least 95 % numeric) -> numeric; datetimes
@@ -323,11 +350,15 @@ def infer_schema(frame: pd.DataFrame, id_column: str | None, *, max_categories: 
                 ignored.append(str(name))
                 continue
             integer = bool(pd.api.types.is_integer_dtype(series) or (values.dropna() % 1 == 0).all())
-            specs.append(ColumnSpec(
-                name=str(name), kind="numeric", integer=integer,
-                min_value=0.0 if lo >= 0 else None,
-                max_value=1.0 if lo >= 0 and hi <= 1 else None,
-            ))
+            specs.append(
+                ColumnSpec(
+                    name=str(name),
+                    kind="numeric",
+                    integer=integer,
+                    min_value=0.0 if lo >= 0 else None,
+                    max_value=1.0 if lo >= 0 and hi <= 1 else None,
+                )
+            )
         elif kind == "datetime":
             stamps = pd.to_datetime(series, errors="coerce", format="ISO8601")
             latest = max(latest, stamps.max()) if latest is not None else stamps.max()
@@ -339,9 +370,16 @@ def infer_schema(frame: pd.DataFrame, id_column: str | None, *, max_categories: 
                 continue
             levels = tuple(str(v) for v in counts.index[:max_categories])
             specs.append(ColumnSpec(name=str(name), kind="categorical", categories=levels))
-    ref = reference_date or (latest.date().isoformat() if latest is not None and not pd.isna(latest) else None)
-    return TableSchema(kind="inferred", id_column=id_column, columns=tuple(specs), ignored_columns=tuple(ignored),
-                       reference_date=ref)
+    ref = reference_date or (
+        latest.date().isoformat() if latest is not None and not pd.isna(latest) else None
+    )
+    return TableSchema(
+        kind="inferred",
+        id_column=id_column,
+        columns=tuple(specs),
+        ignored_columns=tuple(ignored),
+        reference_date=ref,
+    )
 
 
 def cc_general_schema() -> TableSchema:
@@ -357,14 +395,23 @@ def cc_general_schema() -> TableSchema:
                 lo = float(stats["min_value"])
             if "max_value" in stats:
                 hi = float(stats["max_value"])
-        specs.append(ColumnSpec(name=name, kind="numeric", nullable=column.nullable, min_value=lo, max_value=hi,
-                                integer=name in {"CASH_ADVANCE_TRX", "PURCHASES_TRX", "TENURE"}))
+        specs.append(
+            ColumnSpec(
+                name=name,
+                kind="numeric",
+                nullable=column.nullable,
+                min_value=lo,
+                max_value=hi,
+                integer=name in {"CASH_ADVANCE_TRX", "PURCHASES_TRX", "TENURE"},
+            )
+        )
     return TableSchema(kind="cc_general", id_column=CC_GENERAL_ID, columns=tuple(specs))
 
 
 # ------------------------------------------------------------------------------------- validation
-def validate_frame(frame: pd.DataFrame, schema: TableSchema, source: str = "<frame>", *,
-                   require_id: bool = True) -> tuple[pd.DataFrame, ValidationReport]:
+def validate_frame(
+    frame: pd.DataFrame, schema: TableSchema, source: str = "<frame>", *, require_id: bool = True
+) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate a table lazily against a schema.
 
     Args:
@@ -376,14 +423,18 @@ def validate_frame(frame: pd.DataFrame, schema: TableSchema, source: str = "<fra
     Returns:
         The coerced frame (only when valid; otherwise the input) and the report with every failure.
     """
-    report = ValidationReport(source=source, n_rows=len(frame), n_columns=frame.shape[1], schema_kind=schema.kind)
+    report = ValidationReport(
+        source=source, n_rows=len(frame), n_columns=frame.shape[1], schema_kind=schema.kind
+    )
     failures: list[Failure] = []
     if len(frame) == 0:
         failures.append(Failure(column="<table>", check="has_rows", count=1, examples=["no rows"]))
     id_columns = [schema.id_column] if schema.id_column and require_id else []
     for name in [*id_columns, *schema.feature_names]:
         if name in frame.columns and len(frame) and frame[name].isna().all():
-            failures.append(Failure(column=name, check="not_entirely_empty", count=len(frame), examples=[None]))
+            failures.append(
+                Failure(column=name, check="not_entirely_empty", count=len(frame), examples=[None])
+            )
     empty = {f.column for f in failures}
     checked = frame.drop(columns=[c for c in empty if c in frame.columns])
     pandera_schema = schema.to_pandera(require_id=require_id)

@@ -16,8 +16,9 @@ def build_featurizer(config: FeaturizeConfig, seed: int) -> Featurizer:
     if isinstance(config, NoFeaturizerConfig):
         return IdentityFeaturizer()
     if isinstance(config, PCAConfig):
-        return PCAFeaturizer(n_components=config.n_components, variance=config.variance, whiten=config.whiten,
-                             seed=seed)
+        return PCAFeaturizer(
+            n_components=config.n_components, variance=config.variance, whiten=config.whiten, seed=seed
+        )
     if isinstance(config, AutoencoderConfig):
         # Imported lazily: torch and Lightning take seconds to import and are only needed here.
         from segmentation.features.autoencoder import AutoencoderFeaturizer

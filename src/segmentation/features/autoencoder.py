@@ -127,11 +127,13 @@ class AutoencoderModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         """Record the epoch (validation has already run for it)."""
-        self.history.append({
-            "epoch": len(self.history) + 1,
-            "train_loss": float(self._train_sum) / max(self._train_count, 1),
-            "val_loss": self._last_val_loss,
-        })
+        self.history.append(
+            {
+                "epoch": len(self.history) + 1,
+                "train_loss": float(self._train_sum) / max(self._train_count, 1),
+                "val_loss": self._last_val_loss,
+            }
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam, AdamW or SGD with momentum 0.9, with the configured learning rate and weight decay."""
@@ -215,8 +217,13 @@ class AutoencoderFeaturizer(Featurizer):
             pl.seed_everything(self.seed, workers=True, verbose=False)
             module = AutoencoderModule(int(x.shape[1]), cfg)
             generator = torch.Generator().manual_seed(self.seed)
-            train_loader = DataLoader(TensorDataset(train_x), batch_size=min(cfg.batch_size, len(train_x)),
-                                      shuffle=True, generator=generator, num_workers=0)
+            train_loader = DataLoader(
+                TensorDataset(train_x),
+                batch_size=min(cfg.batch_size, len(train_x)),
+                shuffle=True,
+                generator=generator,
+                num_workers=0,
+            )
             val_loader = DataLoader(TensorDataset(val_x), batch_size=_VAL_BATCH, shuffle=False, num_workers=0)
             trainer = pl.Trainer(
                 max_epochs=cfg.max_epochs,
@@ -244,8 +251,14 @@ class AutoencoderFeaturizer(Featurizer):
         last = self.history_[-1] if self.history_ else {"train_loss": math.nan, "val_loss": math.nan}
         logger.info(
             "autoencoder trained %d/%d epochs on %d rows (%d validation): train_loss=%.5f val_loss=%.5f "
-            "best_val_loss=%.5f", self.stopped_epoch_, cfg.max_epochs, len(train_idx), len(val_idx),
-            last["train_loss"], last["val_loss"], self.best_val_loss_,
+            "best_val_loss=%.5f",
+            self.stopped_epoch_,
+            cfg.max_epochs,
+            len(train_idx),
+            len(val_idx),
+            last["train_loss"],
+            last["val_loss"],
+            self.best_val_loss_,
         )
         return self
 
@@ -277,8 +290,8 @@ class AutoencoderFeaturizer(Featurizer):
         out = np.empty((len(x), self.config.encoding_dim), dtype=np.float32)
         with torch.no_grad():
             for start in range(0, len(x), _ENCODE_BATCH):
-                chunk = torch.from_numpy(np.ascontiguousarray(x[start:start + _ENCODE_BATCH]))
-                out[start:start + len(chunk)] = module.encode(chunk).numpy()
+                chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + _ENCODE_BATCH]))
+                out[start : start + len(chunk)] = module.encode(chunk).numpy()
         return out
 
     # -------------------------------------------------------------------------------------- state

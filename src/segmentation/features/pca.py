@@ -24,8 +24,9 @@ class PCAFeaturizer(Featurizer):
 
     kind = "pca"
 
-    def __init__(self, n_components: int | None = None, variance: float = 0.9, whiten: bool = False,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, n_components: int | None = None, variance: float = 0.9, whiten: bool = False, seed: int = 0
+    ) -> None:
         self.n_components = n_components
         self.variance = variance
         self.whiten = whiten
