@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -88,6 +89,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{config.model_name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     from workflows.train import run_training  # the orchestration layer (imports Prefect)
 
+    api = os.environ.get("PREFECT_API_URL")
+    logger.info("Prefect API: %s", api or "temporary local API (set PREFECT_API_URL to use a Prefect server)")
+
     try:
         result = run_training(data, out, config)
     except DataValidationError as exc:
@@ -150,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # otherwise one line per Prefect API call
     try:
         return _COMMANDS[args.command](args)
     except SegmentationError as exc:
