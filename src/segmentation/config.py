@@ -299,12 +299,13 @@ def apply_overrides(tree: dict[str, Any], overrides: Iterable[tuple[str, Any]]) 
 def _format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        # Drop the union tag pydantic inserts into locations (featurize.pca.n_components -> featurize.n_components).
+        # Drop the union tag pydantic puts in locations: featurize.pca.n_components -> featurize.n_components.
         loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _KIND_TAGS))
         if err["type"] == "extra_forbidden":
             lines.append(f"  {loc}: unknown key")
         elif err["type"] == "union_tag_invalid":
-            lines.append(f"  {loc}: unknown kind {err['ctx']['tag']!r}; allowed: {err['ctx']['expected_tags']}")
+            ctx = err["ctx"]
+            lines.append(f"  {loc}: unknown kind {ctx['tag']!r}; allowed: {ctx['expected_tags']}")
         else:
             lines.append(f"  {loc}: {err['msg']} (got {err['input']!r})")
     return "invalid configuration:\n" + "\n".join(lines)
