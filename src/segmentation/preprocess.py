@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from segmentation.config import PreprocessConfig
-from segmentation.data.validation import TableSchema
+from segmentation.data.validation import TableSchema, parse_dates
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Preprocessor:
             spec = self.schema.column(name)
             series = frame[name]
             if spec.kind == "datetime":
-                stamps = pd.to_datetime(series, errors="coerce", format="ISO8601")
+                stamps = parse_dates(series)
                 days = (ref - stamps).dt.total_seconds() / 86400.0
                 values = days.to_numpy(dtype=np.float64, na_value=np.nan)
             elif spec.kind == "boolean":
@@ -90,7 +90,9 @@ class Preprocessor:
             blocks.append(values)
         if not blocks:
             return np.empty((len(frame), 0))
-        return np.column_stack(blocks)
+        dense = np.column_stack(blocks)
+        dense[~np.isfinite(dense)] = np.nan  # infinities are treated as missing and imputed
+        return dense
 
     def _onehot(self, frame: pd.DataFrame) -> np.ndarray:
         dtype = np.float32 if self.float32 else np.float64

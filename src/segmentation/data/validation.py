@@ -290,6 +290,12 @@ def _is_text(series: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
 
 
+def parse_dates(series: pd.Series) -> pd.Series:
+    """Parse dates (ISO 8601 text or datetimes) to naive UTC timestamps; unparsable values become NaT."""
+    stamps = pd.to_datetime(series, errors="coerce", format="ISO8601", utc=True)
+    return stamps.dt.tz_localize(None)
+
+
 def _mostly(parsed: pd.Series, original: pd.Series, share: float = 0.95) -> bool:
     present = original.notna()
     if not present.any():
@@ -339,7 +345,7 @@ def infer_schema(
             probe = series.iloc[sample_idx]
             if _mostly(pd.to_numeric(probe, errors="coerce"), probe):
                 kind = "numeric"
-            elif _mostly(pd.to_datetime(probe, errors="coerce", format="ISO8601"), probe):
+            elif _mostly(parse_dates(probe), probe):
                 kind = "datetime"
             else:
                 kind = "categorical"
@@ -360,7 +366,7 @@ def infer_schema(
                 )
             )
         elif kind == "datetime":
-            stamps = pd.to_datetime(series, errors="coerce", format="ISO8601")
+            stamps = parse_dates(series)
             latest = max(latest, stamps.max()) if latest is not None else stamps.max()
             specs.append(ColumnSpec(name=str(name), kind="datetime"))
         else:
