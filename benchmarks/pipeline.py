@@ -391,9 +391,11 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    """GitHub Markdown table."""
+def md_table(header: list[str], rows: list[list[str]], left_last: bool = False) -> str:
+    """GitHub Markdown table: first column left-aligned, numbers right-aligned (a text last column left)."""
     align = ["---", *["---:"] * (len(header) - 1)]
+    if left_last:
+        align[-1] = "---"
     return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, align, *rows])
 
 
@@ -454,7 +456,7 @@ def render_md(results: list[dict[str, Any]], meta: dict[str, Any], n_init: int) 
     for res in results:
         rows, rows_q = build_rows(res)
         parts += [f"### {title(res)}", "", md_table(TIMING_HEADER, rows), "",
-                  md_table(QUALITY_HEADER, rows_q), ""]
+                  md_table(QUALITY_HEADER, rows_q, left_last=True), ""]
     parts += ["Notes:", "", *(f"- {n}" for n in notes(results, n_init)), ""]
     return "\n".join(parts)
 

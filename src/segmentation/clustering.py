@@ -128,9 +128,9 @@ class Clusterer(ABC):
 class _CentroidClusterer(Clusterer):
     """Shared prediction and state for models that assign to the nearest centroid."""
 
-    def _finish(self, z: np.ndarray, centers: np.ndarray) -> None:
-        raw, _, _ = _centroid_details(z, centers)
-        mapping = _size_order(raw, len(centers))
+    def _finish(self, z: np.ndarray, centers: np.ndarray, raw_labels: np.ndarray) -> None:
+        """Order centroids by the size of their fitted clusters, then label every row by the predict rule."""
+        mapping = _size_order(raw_labels, len(centers))
         ordered = np.empty_like(centers)
         ordered[mapping] = centers
         self.cluster_centers_ = ordered.astype(np.float32)
@@ -169,7 +169,7 @@ class KMeansClusterer(_CentroidClusterer):
             max_iter=self.config.max_iter,
             random_state=self.seed,
         ).fit(z)
-        self._finish(z, model.cluster_centers_)
+        self._finish(z, model.cluster_centers_, model.labels_)
         return self
 
 
@@ -186,7 +186,7 @@ class MiniBatchKMeansClusterer(_CentroidClusterer):
             batch_size=self.config.batch_size,
             random_state=self.seed,
         ).fit(z)
-        self._finish(z, model.cluster_centers_)
+        self._finish(z, model.cluster_centers_, model.labels_)
         return self
 
 
@@ -202,7 +202,7 @@ class AgglomerativeClusterer(_CentroidClusterer):
             z[idx]
         )
         centers = np.stack([z[idx][fitted.labels_ == c].mean(axis=0) for c in range(self.config.n_clusters)])
-        self._finish(z, centers)
+        self._finish(z, centers, fitted.labels_)
         return self
 
 

@@ -62,7 +62,9 @@ class PreprocessConfig(Strict):
     )
     scale: Literal["standard", "robust", "none"] = "standard"
     fit_sample: int = Field(
-        200_000, ge=1000, description="Rows used to estimate quantiles and skew parameters."
+        100_000,
+        ge=1000,
+        description="Rows sampled for medians, quantiles and scales (Yeo-Johnson lambdas use 50,000 of them).",
     )
 
     @field_validator("clip_quantiles")

@@ -17,6 +17,7 @@ def evaluate_segments(
     z: np.ndarray | None = None,
     silhouette_sample: int = 10_000,
     seed: int = 0,
+    known_silhouette: float | None = None,
 ) -> dict[str, Any]:
     """Compute the metrics written to ``metrics.json``.
 
@@ -30,6 +31,8 @@ def evaluate_segments(
         z: feature-space matrix; when given, ``silhouette_feature_space`` is added.
         silhouette_sample: rows sampled for silhouettes.
         seed: sample seed.
+        known_silhouette: the silhouette of these labels, already computed on the same sample (same
+            ``silhouette_sample`` and ``seed``); skips computing it twice.
     """
     n = len(labels)
     clustered = labels != NOISE
@@ -45,7 +48,11 @@ def evaluate_segments(
         "silhouette_sample_size": int(min(silhouette_sample, int(clustered.sum()))),
         "evaluation_space": "preprocessed",
     }
-    metrics["silhouette"] = sampled_silhouette(x, labels, silhouette_sample, seed)
+    metrics["silhouette"] = (
+        known_silhouette
+        if known_silhouette is not None
+        else sampled_silhouette(x, labels, silhouette_sample, seed)
+    )
     if len(segments) >= 2:
         xc, lc = x[clustered], labels[clustered]
         metrics["davies_bouldin"] = float(davies_bouldin_score(xc, lc))

@@ -174,7 +174,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """All metrics of the run, for ``metrics.json``."""
     metrics = evaluate_segments(
-        x, result.labels, z=z, silhouette_sample=config.evaluate.silhouette_sample, seed=config.seed
+        x,
+        result.labels,
+        z=z,
+        silhouette_sample=config.evaluate.silhouette_sample,
+        seed=config.seed,
+        known_silhouette=result.score,  # the clustering stage scored these labels on the same sample
     )
     metrics["k_selection"] = {
         "criterion": result.criterion,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any, Self
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from segmentation.features.base import Featurizer
 
-_FIT_ROWS = 500_000  # components are stable long before this; bounds memory and time on huge tables
+_CHUNK = 262_144  # rows per float64 chunk when accumulating the covariance (bounds memory)
 
 
 class PCAFeaturizer(Featurizer):
@@ -19,7 +18,7 @@ class PCAFeaturizer(Featurizer):
         n_components: fixed number of components; wins over ``variance``.
         variance: explained-variance target in (0, 1] used when ``n_components`` is None.
         whiten: scale components to unit variance.
-        seed: seed for the row sample and the randomized solver.
+        seed: kept for a uniform featurizer interface (the exact fit uses no randomness).
     """
 
     kind = "pca"
@@ -33,21 +32,40 @@ class PCAFeaturizer(Featurizer):
         self.seed = seed
 
     def fit(self, x: np.ndarray) -> Self:
-        """Fit on up to 500,000 sampled rows."""
-        rng = np.random.default_rng(self.seed)
-        sample = x if len(x) <= _FIT_ROWS else x[np.sort(rng.choice(len(x), _FIT_ROWS, replace=False))]
-        full = PCA(svd_solver="full", random_state=self.seed).fit(sample.astype(np.float64))
+        """Fit exactly from the covariance matrix, accumulated in float64 over row chunks.
+
+        One pass over the rows and an eigen-decomposition of a features x features matrix: linear in
+        the number of rows, with no sampling and no randomized solver. Component signs are fixed
+        (largest absolute loading positive) so fits are reproducible.
+        """
+        n, p = x.shape
+        mean = np.zeros(p)
+        for start in range(0, n, _CHUNK):
+            mean += x[start : start + _CHUNK].sum(axis=0, dtype=np.float64)
+        mean /= n
+        cov = np.zeros((p, p))
+        for start in range(0, n, _CHUNK):
+            chunk = x[start : start + _CHUNK].astype(np.float64) - mean
+            cov += chunk.T @ chunk
+        cov /= max(n - 1, 1)
+        eigenvalues, eigenvectors = np.linalg.eigh(cov)
+        order = np.argsort(eigenvalues)[::-1]
+        eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+        components = eigenvectors[:, order].T
+        signs = np.sign(components[np.arange(p), np.abs(components).argmax(axis=1)])
+        components *= np.where(signs == 0, 1.0, signs)[:, None]
+        total = eigenvalues.sum()
+        ratio = eigenvalues / total if total > 0 else np.zeros(p)
         if self.n_components is not None:
-            n = min(self.n_components, x.shape[1])
+            k = min(self.n_components, p)
         else:
-            cumulative = np.cumsum(full.explained_variance_ratio_)
-            n = int(np.searchsorted(cumulative, self.variance - 1e-12) + 1)
-            n = min(max(n, 1), x.shape[1])
-        self.components_ = full.components_[:n].astype(np.float32)
-        self.mean_ = full.mean_.astype(np.float32)
-        self.explained_variance_ = full.explained_variance_[:n].astype(np.float32)
-        self.explained_variance_ratio_ = full.explained_variance_ratio_[:n].astype(np.float32)
-        self.n_components_ = n
+            k = int(np.searchsorted(np.cumsum(ratio), self.variance - 1e-12) + 1)
+            k = min(max(k, 1), p)
+        self.components_ = components[:k].astype(np.float32)
+        self.mean_ = mean.astype(np.float32)
+        self.explained_variance_ = eigenvalues[:k].astype(np.float32)
+        self.explained_variance_ratio_ = ratio[:k].astype(np.float32)
+        self.n_components_ = k
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
