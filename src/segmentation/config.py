@@ -64,7 +64,7 @@ class PreprocessConfig(Strict):
     fit_sample: int = Field(
         100_000,
         ge=1000,
-        description="Rows sampled for medians, quantiles and scales (Yeo-Johnson lambdas use 50,000 of them).",
+        description="Rows sampled for medians, quantiles and scales (Yeo-Johnson lambdas: 50,000 of them).",
     )
 
     @field_validator("clip_quantiles")
