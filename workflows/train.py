@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 from prefect.context import TaskRunContext
@@ -114,7 +113,7 @@ def evaluate(
     return pipeline.evaluate(x, z, result, featurizer, config=config)
 
 
-@task(name="register-outputs", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
+@task(name="write-outputs", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
 def write_outputs(
     out_dir: str,
     table: pipeline.ValidatedTable,
@@ -169,7 +168,6 @@ def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> d
         "metrics": metrics,
         "stages": stages,
         "n_rows": len(table.frame),
-        "labels_head": pd.Series(result.labels[:5]).tolist(),
     }
 
 
