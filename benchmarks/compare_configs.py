@@ -233,6 +233,21 @@ def _k_scores_table(runs: list[Run]) -> str:
     return _md_table(["config", *(f"k={k}" for k in ks)], rows)
 
 
+def _featurizer_rows(bench: Bench) -> list[list[str]]:
+    rows = []
+    for (pre_key, feat_key), (featurizer, z, seconds) in bench._feat.items():
+        feat = json.loads(feat_key)
+        if feat["kind"] == "pca":
+            detail = f"explained variance {float(featurizer.explained_variance_ratio_.sum()):.3f}"
+        elif feat["kind"] == "autoencoder":
+            detail = (f"encoding_dim {feat['encoding_dim']}, {len(featurizer.history)} epochs (max "
+                      f"{feat['max_epochs']}), best val MSE {featurizer.best_val_loss_:.4f}")
+        else:
+            detail = "identity"
+        rows.append([feat["kind"], json.loads(pre_key)["skew"], str(z.shape[1]), detail, _fmt(seconds, 1)])
+    return rows
+
+
 def _derived_k_choices(runs: list[Run]) -> list[list[str]]:
     rows = []
     for run in runs:
@@ -353,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         "## Featurizer x clusterer (default preprocessing: yeo-johnson, standard scaling, clipping)",
         "",
         _md_table(["config", *METRIC_HEADERS], [[r.config, *_metric_cells(r)] for r in grid]),
+        "",
+        "### Featurizers fitted",
+        "",
+        _md_table(["featurizer", "skew", "output dim", "detail", "fit s"], _featurizer_rows(bench)),
         "",
         "## Silhouette per k during the k search (preprocessed space; bold = chosen)",
         "",

@@ -119,7 +119,7 @@ def test_default_config_recovers_planted_segments(
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["k_selection"]["chosen_k"] == 6
-    assert set(metrics["k_selection"]["scores"]) == {str(k) for k in range(2, 11)}
+    assert set(metrics["k_selection"]["scores"]) == {str(k) for k in range(3, 11)}
     assert abs(sum(metrics["segment_shares"].values()) - 1.0) < 1e-9
 
     model = load_bundle(out / "bundle")
