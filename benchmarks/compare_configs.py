@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from sklearn.metrics import adjusted_rand_score
 
 from segmentation.config import SegmentConfig, load_config
@@ -69,6 +70,21 @@ CLUSTERERS: dict[str, list[str]] = {
     "hdbscan(mcs=200)": ["cluster=hdbscan", "cluster.min_cluster_size=200"],
 }
 SKEWS = ("yeo-johnson", "log1p", "none")
+# The baseline configuration is pinned here (written to out/baseline.yaml and passed to load_config in place
+# of params.yaml), so the benchmark measures the same thing whatever the shipped defaults are: switching to
+# the kind already in the base file keeps that file's parameters, other kinds get their library defaults.
+BASELINE: dict[str, Any] = {
+    "seed": 42,
+    "model_name": "compare-configs",
+    "data": {"path": None, "id_column": None, "schema_kind": "auto", "float32": True},
+    "preprocess": {"impute": "median", "skew": "yeo-johnson", "skew_threshold": 0.75,
+                   "clip_quantiles": [0.005, 0.995], "scale": "standard"},
+    "featurize": {"kind": "pca", "variance": 0.9, "n_components": None, "whiten": False},
+    "cluster": {"kind": "kmeans", "n_clusters": None, "n_init": 4, "max_iter": 300,
+                "search": {"k_min": 2, "k_max": 10, "criterion": "silhouette"}},
+    "evaluate": {"silhouette_sample": 10_000},
+}
+SEARCHABLE = ("kmeans", "minibatch_kmeans", "gmm", "agglomerative")
 # (featurizer, clusterer) pairs skipped unless --full, to keep the default run near 10 minutes on 2 cores
 OPTIONAL = {
     ("none", "minibatch_kmeans(k=sil 2..10)"),
@@ -103,9 +119,9 @@ class Run:
 class Bench:
     """Caches the loaded table, preprocessed matrices and fitted features across configurations."""
 
-    def __init__(self, ae_epochs: int, base: list[str]) -> None:
+    def __init__(self, ae_epochs: int, base_file: Path) -> None:
         self.ae_epochs = ae_epochs
-        self.base = base
+        self.base_file = base_file
         self.source = str(sample_data_path())
         self.frame = read_table(sample_data_path())
         self._table: ValidatedTable | None = None
@@ -115,10 +131,12 @@ class Bench:
 
     def config(self, overrides: list[str]) -> SegmentConfig:
         """Defaults + base overrides + the AE epoch cap (only applied when the featurizer is the AE)."""
-        overrides = [*self.base, *overrides]
+        pinned: list[str] = []
         if "featurize=autoencoder" in overrides:
-            overrides.append(f"featurize.max_epochs={self.ae_epochs}")
-        return load_config(None, overrides)
+            pinned.append(f"featurize.max_epochs={self.ae_epochs}")
+        if any(o in {f"cluster={kind}" for kind in SEARCHABLE} for o in overrides):
+            pinned += ["cluster.search.k_min=2", "cluster.search.k_max=10"]
+        return load_config(self.base_file, [*pinned, *overrides])  # later overrides win
 
     def table(self, cfg: SegmentConfig) -> ValidatedTable:
         """Validate once (the data section never changes here)."""
@@ -150,6 +168,7 @@ class Bench:
         result = Run(table=table, config=label, overrides=overrides)
         try:
             cfg = self.config(overrides)
+            result.extra["resolved_config"] = cfg.flat()
             key = cfg.model_dump_json()
             if key in self._done:  # the very same resolved configuration already ran: reuse it
                 done = self._done[key]
@@ -248,6 +267,20 @@ def _featurizer_rows(bench: Bench) -> list[list[str]]:
     return rows
 
 
+def _restart_rows(fixed: list[Run], restarts: list[Run]) -> list[list[str]]:
+    rows = []
+    for f_label in ("none", "pca(var=0.9)"):
+        cells = []
+        for k in FIXED_KS[1:]:
+            four = next((r for r in fixed if r.config == f"{f_label} + kmeans(k={k})"), None)
+            ten = next((r for r in restarts if r.config == f"{f_label} + kmeans(k={k}, n_init=10)"), None)
+            cells.append(f"{_fmt(four.metrics.get('silhouette') if four else None)} / "
+                         f"{_fmt(ten.metrics.get('silhouette') if ten else None)}")
+        seconds = sum(r.cluster_s or 0.0 for r in restarts if r.config.startswith(f"{f_label} +"))
+        rows.append([f"{f_label} (n_init 4 / 10)", *cells, _fmt(seconds, 1)])
+    return rows
+
+
 def _derived_k_choices(runs: list[Run]) -> list[list[str]]:
     rows = []
     for run in runs:
@@ -290,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("TQDM_DISABLE", "1")
     t_start = time.perf_counter()
-    bench = Bench(ae_epochs=args.ae_epochs, base=[])
+    args.out.mkdir(parents=True, exist_ok=True)
+    base_file = args.out / "baseline.yaml"
+    base_file.write_text(yaml.safe_dump(BASELINE, sort_keys=False), encoding="utf-8")
+    bench = Bench(ae_epochs=args.ae_epochs, base_file=base_file)
     featurizers = dict(list(FEATURIZERS.items())[:2]) if args.quick else FEATURIZERS
     clusterers = {k: v for k, v in CLUSTERERS.items() if "kmeans" in k} if args.quick else CLUSTERERS
 
@@ -313,6 +349,14 @@ def main(argv: list[str] | None = None) -> int:
                 run.extra["stability_ari"] = _stability(z, k, cfg.cluster.n_init)
             fixed.append(run)
 
+    # 2b. k-means restarts: the same fixed-k fits with n_init=10 instead of the library default of 4
+    restarts: list[Run] = []
+    for f_label in ("none", "pca(var=0.9)"):
+        for k in FIXED_KS[1:]:
+            restarts.append(bench.run("restarts", f"{f_label} + kmeans(k={k}, n_init=10)",
+                                      [*FEATURIZERS[f_label], "cluster=kmeans", f"cluster.n_clusters={k}",
+                                       "cluster.n_init=10"]))
+
     # 3. constrained k search. Every fit in a k search is deterministic (same seed, same data), so the
     #    k that a search over k_min..10 would pick is the argmax of the full search's scores over k >= k_min;
     #    one library run (PCA + k-means, k_min=4) checks that equivalence.
@@ -326,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
           and r.metrics["noise_fraction"] <= 0.10]
     best = max(ok, key=lambda r: r.metrics["silhouette"]) if ok else None
     skew_bases: list[tuple[str, list[str]]] = [
-        ("pca(var=0.9) + kmeans(k=sil 2..10) [default]", [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans"]),
+        ("pca(var=0.9) + kmeans(k=sil 2..10)", [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans"]),
+        ("pca(var=0.9) + kmeans(k=sil 3..10)",
+         [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans", "cluster.search.k_min=3"]),
         ("pca(var=0.9) + kmeans(k=sil 4..10)",
          [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans", "cluster.search.k_min=4"]),
     ]
@@ -348,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     total_s = time.perf_counter() - t_start
 
     # ---------------------------------------------------------------------------------- reporting
-    all_runs = grid + fixed + constrained + skew_runs
+    all_runs = grid + fixed + restarts + constrained + skew_runs
     n_rows = len(bench.frame)
     preprocess_s = {json.loads(k)["skew"]: round(v[1], 2) for k, v in bench._pre.items()}
     header = [
@@ -361,11 +407,16 @@ def main(argv: list[str] | None = None) -> int:
         "10,000-row sample (i.e. all rows here), noise excluded. HDBSCAN metrics exclude noise rows, "
         "which flatters them. `fit s` = featurizer fit + clusterer fit including the k search "
         f"(preprocessing, done once per skew setting, is excluded: {preprocess_s} s). "
-        f"Autoencoder: library defaults except `max_epochs={args.ae_epochs}` (early stopping, patience 5).",
+        f"Autoencoder: library defaults except `max_epochs={args.ae_epochs}` (early stopping, patience 5). "
+        "Baseline (pinned in the script, not read from params.yaml): median imputation, 0.5%/99.5% "
+        "clipping, yeo-johnson on columns with |skew| > 0.75, standard scaling, seed 42; k-means n_init 4, "
+        "GMM n_init 2, agglomerative ward; k searched over 2..10 by silhouette unless stated. "
+        + ("Grid: every featurizer x clusterer pair." if args.full else
+           "Grid: some optional pairs skipped (run with `--full` for all)."),
         "",
     ]
     sections = [
-        "## Featurizer x clusterer (default preprocessing: yeo-johnson, standard scaling, clipping)",
+        "## Featurizer x clusterer (baseline preprocessing: yeo-johnson, standard scaling, clipping)",
         "",
         _md_table(["config", *METRIC_HEADERS], [[r.config, *_metric_cells(r)] for r in grid]),
         "",
@@ -382,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
         _md_table(["config", *METRIC_HEADERS, "stability ARI"],
                   [[r.config, *_metric_cells(r), _fmt(r.extra.get("stability_ari"))] for r in fixed]),
         "",
+        "## k-means restarts: silhouette at fixed k with n_init=4 (library default) vs n_init=10",
+        "",
+        _md_table(["featurizer", *(f"k={k}" for k in FIXED_KS[1:]), "cluster s (n_init=10, all k)"],
+                  _restart_rows(fixed, restarts)),
+        "",
         "## Constrained k search",
         "",
         "k that a search over k_min..10 picks (argmax of the scores above over k >= k_min; every fit in a "
@@ -392,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         _md_table(["config (library run)", *METRIC_HEADERS],
                   [[r.config, *_metric_cells(r)] for r in constrained]),
         "",
-        "## Skew handling (own preprocessed space, then the default yeo-johnson space)",
+        "## Skew handling (own preprocessed space, then the baseline yeo-johnson space)",
         "",
         _md_table(["config", *METRIC_HEADERS, "silhouette (YJ space)", "DB (YJ space)", "CH (YJ space)"],
                   [[r.config, *_metric_cells(r),
