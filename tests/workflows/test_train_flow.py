@@ -184,3 +184,15 @@ def test_bundled_sample_trains_with_defaults(
         "clusterer.npz",
         "segments.json",
     }
+
+
+def test_io_errors_retry_but_bad_data_never_does() -> None:
+    from prefect.states import Failed
+
+    from segmentation.data.validation import ValidationReport
+    from segmentation.errors import DataValidationError
+    from workflows.train import _retry_io_only
+
+    assert _retry_io_only(None, None, Failed(data=OSError("network share hiccup"))) is True
+    assert _retry_io_only(None, None, Failed(data=DataValidationError(ValidationReport("x", 0, 0)))) is False
+    assert _retry_io_only(None, None, Failed(data=ValueError("a bug"))) is False
