@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--segments", type=int, default=5)
     make.add_argument("--seed", type=int, default=0)
     make.add_argument(
+        "--separation", type=float, default=3.0, help="closest segment centres, in SDs per informative column"
+    )
+    make.add_argument("--missing-rate", type=float, default=0.01, help="share of missing amounts")
+    make.add_argument(
         "--out", type=Path, required=True, help=".csv or .parquet; truth goes to <stem>.truth.<ext>"
     )
 
@@ -124,7 +128,17 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in {".csv", ".parquet"}:
         raise ConfigError(f"--out must end in .csv or .parquet, got {args.out.suffix!r}")
-    table, truth = make_customers(args.rows, args.features, args.segments, seed=args.seed)
+    try:
+        table, truth = make_customers(
+            args.rows,
+            args.features,
+            args.segments,
+            seed=args.seed,
+            separation=args.separation,
+            missing_rate=args.missing_rate,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"make-data: {exc}") from exc
     write_table(table, args.out)
     truth_path = args.out.with_name(f"{args.out.stem}.truth{args.out.suffix}")
     write_table(truth, truth_path)
