@@ -440,7 +440,10 @@ def fit_clusterer(
         model = cls(config, seed=seed).fit(z)
         score = sampled_silhouette(x_eval, model.labels_, silhouette_sample, seed)
         k_scores = {model.n_clusters_: score} if searchable else {}
-        return ClusterResult(model=model, labels=model.labels_, score=score, k_scores=k_scores)
+        criterion = "fixed k" if searchable else "density (k not searched)"
+        return ClusterResult(
+            model=model, labels=model.labels_, score=score, k_scores=k_scores, criterion=criterion
+        )
     best: ClusterResult | None = None
     scores: dict[int, float | None] = {}
     ks = range(config.search.k_min, config.search.k_max + 1)
