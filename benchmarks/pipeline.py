@@ -22,7 +22,7 @@ Stages (ours | baseline):
 * featurize: ``pipeline.fit_features`` (default PCA, 90 % variance) | ``PCA(n_components=0.9)`` float64
 * cluster: ``pipeline.fit_segments`` with ``cluster.n_clusters=6`` |
   ``KMeans(n_clusters=6, n_init=4)`` float64
-* evaluate: ``evaluation.evaluate_segments`` (sampled silhouette, Davies-Bouldin, Calinski-Harabasz) |
+* evaluate: ``pipeline.evaluate`` (sampled silhouettes, Davies-Bouldin, Calinski-Harabasz) |
   full ``silhouette_score`` where it fits (n <= 50,000), else an estimate from a timed 20,000-row
   silhouette scaled by ``(n / 20,000) ** 2``.
 
@@ -153,7 +153,6 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from segmentation.clustering import sampled_silhouette
     from segmentation.config import load_config
     from segmentation.data.io import read_table
-    from segmentation.evaluation import evaluate_segments
 
     config = load_config(overrides=[f"cluster.n_clusters={spec['n_clusters']}",
                                     f"cluster.n_init={spec['n_init']}"])
@@ -177,13 +176,12 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
             result = pipeline.fit_segments(z, x, config.cluster, seed=config.seed,
                                            silhouette_sample=config.evaluate.silhouette_sample)
         with timer("evaluate"):
-            metrics = evaluate_segments(x, result.labels, z=z,
-                                        silhouette_sample=config.evaluate.silhouette_sample, seed=config.seed)
+            metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
         runs.append(timer.seconds)
         if rep + 1 < spec["repeats"]:
             del table, x, z, result, featurizer
-    # Diagnostic (not in any stage): one sampled silhouette alone. fit_segments computes it for the fixed k
-    # and evaluate_segments computes the identical value again, plus one more in PCA space.
+    # Diagnostic (not in any stage): one sampled silhouette alone. fit_segments computes it (the k criterion)
+    # and pipeline.evaluate reuses it, adding one more in PCA space.
     start = time.perf_counter()
     sampled_silhouette(x, result.labels, config.evaluate.silhouette_sample, config.seed)
     silhouette_s = time.perf_counter() - start
@@ -418,15 +416,18 @@ def notes(results: list[dict[str, Any]], n_init: int) -> list[str]:
         "read: ours reads Parquet (synthetic) or CSV with the pyarrow engine (CC GENERAL); the baseline "
         "reads the CSV with pd.read_csv (C engine).",
         "validate: ours runs schema inference + pandera checks; the baseline has no validation.",
-        "preprocess: ours = impute, quantile-clip, Yeo-Johnson on skewed columns (parameters fitted on a "
-        "200,000-row sample), standardise, one-hot, float32; baseline = SimpleImputer(median) + "
+        "preprocess: ours = impute, quantile-clip, Yeo-Johnson on skewed columns (medians, quantiles and "
+        "scales from a 100,000-row sample, lambdas from 50,000 of them), standardise, one-hot, float32; "
+        "baseline = SimpleImputer(median) + "
         "PowerTransformer(yeo-johnson, standardize=False) + StandardScaler on numeric columns, float64, "
         "all rows.",
-        "featurize: ours = PCA to 90 % variance (svd_solver='full' on <= 500,000 sampled rows, float32 "
-        "output); baseline = PCA(n_components=0.9), default solver, float64.",
+        "featurize: ours = exact PCA to 90 % variance from the float64 covariance accumulated over all rows "
+        "(one pass + a features x features eigendecomposition), float32 output; baseline = "
+        "PCA(n_components=0.9), default solver, float64.",
         f"cluster: both KMeans k={N_CLUSTERS}, n_init={n_init}, same seed; ours runs on float32 and also "
         "computes its sampled silhouette (10,000 rows) and size-orders the segments.",
-        "evaluate: ours = sampled silhouette (10,000 rows) in preprocessed and PCA space + Davies-Bouldin + "
+        "evaluate: ours = sampled silhouette (10,000 rows) in PCA space (the preprocessed-space one "
+        "comes from the cluster stage) + Davies-Bouldin + "
         f"Calinski-Harabasz on all rows; baseline = full silhouette_score, run only up to "
         f"{FULL_SILHOUETTE_MAX_ROWS:,} rows, else estimated as t({SILHOUETTE_PROBE_ROWS:,} rows) x "
         f"(n / {SILHOUETTE_PROBE_ROWS:,})^2.",
@@ -478,7 +479,7 @@ def bench_dataset(spec: dict[str, Any], work: Path, truth: np.ndarray | None) ->
     own = res["quality"]["silhouette_ours_space"]["ours"]
     if ours["silhouette"] is not None and abs(own - ours["silhouette"]) > 1e-4:
         logger.warning("our silhouette recomputed on the shared sample (%.5f) differs from "
-                       "evaluate_segments' (%.5f): the samples do not match", own, ours["silhouette"])
+                       "pipeline.evaluate's (%.5f): the samples do not match", own, ours["silhouette"])
     ours_total = sum(ours["stages"].values())
     base_total = sum(base["stages"].values())
     est = base.get("evaluate", {}).get("estimated_full_s")
