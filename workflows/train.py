@@ -4,8 +4,11 @@ Caching: every stage task receives a ``cache_key`` computed by :func:`segmentati
 from the data's content hash, the stage's own parameters and its library code, chained through the
 stages before it. The task's cache policy is that key plus the task's own source
 (``CacheKeyFnPolicy + TASK_SOURCE``), so the run id never enters the key and reruns reuse results.
-Results are persisted to a local directory (``SEGMENT_HOME``, default ``./.segment``) so the cache
-survives across processes without a Prefect server.
+Stage outputs (tables, matrices, fitted models) live in a local stage store
+(``$SEGMENT_HOME/stages``, default ``./.segment``) as plain pickle files; Prefect persists only the
+small handles (``$SEGMENT_HOME/results``), so a cache hit reads one file instead of decoding a large
+JSON/base64 result record. If a stored output disappears, the flow recomputes that stage and
+refreshes its cache entry. The cache survives across processes and needs no Prefect server.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 from prefect.context import TaskRunContext
@@ -23,13 +25,11 @@ from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_setti
 from prefect.states import State
 
 from segmentation import pipeline
-from segmentation.bundle import SegmentationModel
 from segmentation.clustering import ClusterResult
 from segmentation.config import SegmentConfig
 from segmentation.data.io import file_digest, read_table
 from segmentation.errors import DataValidationError
-from segmentation.features import Featurizer
-from segmentation.preprocess import Preprocessor
+from segmentation.stage_store import StageRef, save_stage
 
 
 def _stage_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -54,8 +54,13 @@ def _retry_io_only(_task: Any, _task_run: Any, state: State) -> bool:
 
 
 def state_home() -> Path:
-    """Directory for persisted task results (the cache): ``$SEGMENT_HOME`` or ``./.segment``."""
+    """Directory for the cache: ``$SEGMENT_HOME`` or ``./.segment``."""
     return Path(os.environ.get("SEGMENT_HOME", ".segment")).resolve()
+
+
+def stage_root() -> Path:
+    """Where stage outputs are stored (Prefect persists only small handles to them)."""
+    return state_home() / "stages"
 
 
 @task(name="hash-data", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
@@ -73,61 +78,62 @@ def hash_data(path: str) -> str:
     retry_delay_seconds=1,
     retry_condition_fn=_retry_io_only,
 )
-def load_validate(path: str, config: SegmentConfig, cache_key: str) -> pipeline.ValidatedTable:
+def load_validate(path: str, config: SegmentConfig, cache_key: str) -> StageRef:
     """Read the table and validate it lazily (validation failures are never retried)."""
-    return pipeline.validate_table(read_table(path), config.data, source=path, seed=config.seed)
+    table = pipeline.validate_table(read_table(path), config.data, source=path, seed=config.seed)
+    return save_stage(stage_root(), cache_key, table)
 
 
 @task(name="preprocess", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
-def preprocess(
-    table: pipeline.ValidatedTable, config: SegmentConfig, cache_key: str
-) -> tuple[Preprocessor, np.ndarray]:
-    """Fit preprocessing on the training table."""
-    return pipeline.fit_preprocessing(table, config.preprocess, float32=config.data.float32, seed=config.seed)
+def preprocess(table: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
+    """Fit preprocessing on the training table; stores ``(preprocessor, x)``."""
+    fitted = pipeline.fit_preprocessing(
+        table.load(), config.preprocess, float32=config.data.float32, seed=config.seed
+    )
+    return save_stage(stage_root(), cache_key, fitted)
 
 
 @task(name="featurize", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
-def featurize(x: np.ndarray, config: SegmentConfig, cache_key: str) -> tuple[Featurizer, np.ndarray]:
-    """Fit the featurizer (none, PCA or autoencoder)."""
-    return pipeline.fit_features(x, config.featurize, seed=config.seed)
+def featurize(preprocessed: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
+    """Fit the featurizer (none, PCA or autoencoder); stores ``(featurizer, z)``."""
+    _, x = preprocessed.load()
+    return save_stage(stage_root(), cache_key, pipeline.fit_features(x, config.featurize, seed=config.seed))
 
 
 @task(name="cluster", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
-def cluster(z: np.ndarray, x: np.ndarray, config: SegmentConfig, cache_key: str) -> ClusterResult:
+def cluster(features: StageRef, preprocessed: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
     """Fit the clusterer, choosing k by the configured criterion when it is not fixed."""
-    return pipeline.fit_segments(
+    (_, x), (_, z) = preprocessed.load(), features.load()
+    result = pipeline.fit_segments(
         z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
     )
+    return save_stage(stage_root(), cache_key, result)
 
 
 @task(name="evaluate", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
 def evaluate(
-    x: np.ndarray,
-    z: np.ndarray,
-    result: ClusterResult,
-    featurizer: Featurizer,
-    config: SegmentConfig,
-    cache_key: str,
+    clustered: StageRef, features: StageRef, preprocessed: StageRef, config: SegmentConfig, cache_key: str
 ) -> dict[str, Any]:
-    """Metrics in the common (preprocessed) space."""
-    return pipeline.evaluate(x, z, result, featurizer, config=config)
+    """Metrics in the common (preprocessed) space (small: persisted by Prefect itself)."""
+    (_, x), (featurizer, z) = preprocessed.load(), features.load()
+    return pipeline.evaluate(x, z, clustered.load(), featurizer, config=config)
 
 
 @task(name="write-outputs", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
 def write_outputs(
     out_dir: str,
-    table: pipeline.ValidatedTable,
-    pre: Preprocessor,
-    featurizer: Featurizer,
-    result: ClusterResult,
-    x: np.ndarray,
+    stages: dict[str, StageRef],
     metrics: dict[str, Any],
     config: SegmentConfig,
     data_hash: str,
     source: str,
 ) -> dict[str, str]:
     """Assemble the bundle and write it with metrics and labels (atomically)."""
-    model: SegmentationModel = pipeline.assemble_model(
+    table: pipeline.ValidatedTable = stages["load"].load()
+    pre, x = stages["preprocess"].load()
+    featurizer, _ = stages["featurize"].load()
+    result: ClusterResult = stages["cluster"].load()
+    model = pipeline.assemble_model(
         table, pre, featurizer, result, x, metrics, config=config, data_hash=data_hash, source=source
     )
     return pipeline.write_run_outputs(Path(out_dir), model, table, result.labels, featurizer)
@@ -138,36 +144,45 @@ def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> d
     """Validate → preprocess → featurize → cluster → evaluate → write the bundle.
 
     Returns:
-        ``{"out_dir", "paths", "metrics", "stages"}`` where ``stages`` maps each stage to its final
-        state name (``Cached`` when it was skipped).
+        ``{"out_dir", "paths", "metrics", "stages", "n_rows"}`` where ``stages`` maps each stage to its
+        final state name (``Cached`` when it was skipped).
     """
     logger = get_run_logger()
     data_hash = hash_data(data_path)
     keys = pipeline.stage_keys(data_hash, config)
-    stages: dict[str, str] = {}
+    states: dict[str, str] = {}
 
     def run(stage: str, task_fn: Any, *args: Any) -> Any:
         state = task_fn(*args, config=config, cache_key=keys[stage], return_state=True)
-        stages[stage] = state.name
-        return state.result()
+        value = state.result()
+        if isinstance(value, StageRef) and not value.path.is_file():
+            # Prefect remembers an output the stage store no longer has (the store was cleaned):
+            # recompute it and refresh the cache entry instead of handing on a dangling reference.
+            logger.warning("stage %s: stored output %s is gone; recomputing", stage, value.path)
+            refreshed = task_fn.with_options(refresh_cache=True)
+            state = refreshed(*args, config=config, cache_key=keys[stage], return_state=True)
+            value = state.result()
+        states[stage] = state.name
+        return value
 
     try:
         table = run("load", load_validate, data_path)
     except DataValidationError as exc:
         pipeline.write_validation_report(Path(out_dir), exc.report)
         raise
-    pre, x = run("preprocess", preprocess, table)
-    featurizer, z = run("featurize", featurize, x)
-    result = run("cluster", cluster, z, x)
-    metrics = run("evaluate", evaluate, x, z, result, featurizer)
-    paths = write_outputs(out_dir, table, pre, featurizer, result, x, metrics, config, data_hash, data_path)
-    logger.info("stages: %s", ", ".join(f"{k}={v}" for k, v in stages.items()))
+    preprocessed = run("preprocess", preprocess, table)
+    features = run("featurize", featurize, preprocessed)
+    clustered = run("cluster", cluster, features, preprocessed)
+    metrics = run("evaluate", evaluate, clustered, features, preprocessed)
+    refs = {"load": table, "preprocess": preprocessed, "featurize": features, "cluster": clustered}
+    paths = write_outputs(out_dir, refs, metrics, config, data_hash, data_path)
+    logger.info("stages: %s", ", ".join(f"{k}={v}" for k, v in states.items()))
     return {
         "out_dir": out_dir,
         "paths": paths,
         "metrics": metrics,
-        "stages": stages,
-        "n_rows": len(table.frame),
+        "stages": states,
+        "n_rows": metrics["n_rows"],
     }
 
 

@@ -55,6 +55,14 @@ def test_rerun_skips_every_stage_and_cluster_change_reruns_only_downstream(
     }
     assert (segment_home / "results").is_dir()
 
+    # A cleaned stage store is rebuilt, not trusted: only the missing stage recomputes.
+    for stored in (segment_home / "stages").glob("featurize-*.pkl"):
+        stored.unlink()
+    rebuilt = run_training(data, tmp_path / "e", _fast())
+    assert rebuilt["stages"]["featurize"] == "Completed"
+    assert {rebuilt["stages"][s] for s in STAGES if s != "featurize"} == {"Cached"}
+    assert rebuilt["metrics"] == first["metrics"]
+
 
 def test_changed_data_reruns_everything(
     synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, segment_home: Path
