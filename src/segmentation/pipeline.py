@@ -42,8 +42,10 @@ from segmentation.versioning import code_fingerprint, code_version
 logger = logging.getLogger(__name__)
 
 STAGES = ("load", "preprocess", "featurize", "cluster", "evaluate")
+# Library code each stage runs; this module (which holds every node) is part of the load stage's key and
+# so, through the chain, of every stage's key.
 _STAGE_CODE = {
-    "load": ("segmentation.data",),
+    "load": ("segmentation.data", "segmentation.pipeline"),
     "preprocess": ("segmentation.preprocess",),
     "featurize": ("segmentation.features",),
     "cluster": ("segmentation.clustering",),
