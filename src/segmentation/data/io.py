@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import shutil
@@ -62,7 +63,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         if suffix.endswith((".parquet", ".pq")):
             frame = pd.read_parquet(path)
-        elif suffix.endswith((".csv", ".csv.gz", ".txt")):
+        elif suffix.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
             frame = _read_csv(path)
         else:
             raise _table_failure(
@@ -85,13 +86,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _sniff_delimiter(path: Path) -> str:
+    """The delimiter of a delimited text file (comma, semicolon, tab or pipe), from its first 64 KiB."""
+    with path.open("rb") as fh:
+        head = fh.read(65536).decode("utf-8", errors="replace")
     try:
-        return pd.read_csv(path, engine="pyarrow")
+        return csv.Sniffer().sniff(head.split("\n", 1)[0], delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # Semicolon-separated CSV (common where the decimal mark is a comma) and TSV are read as well.
+    sep = _sniff_delimiter(path)
+    try:
+        return pd.read_csv(path, engine="pyarrow", sep=sep)
     except UnicodeDecodeError:
         raise
     except Exception:
-        return pd.read_csv(path, low_memory=False)
+        return pd.read_csv(path, low_memory=False, sep=sep)
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
