@@ -26,7 +26,13 @@ class DataValidationError(SegmentationError):
     exit_code = 2
 
     def __init__(self, report: ValidationReport) -> None:
-        super().__init__(report.to_text())
+        shown = "; ".join(
+            f"{f.column}: {f.check}" + (f" (e.g. {str(f.examples[0])[:80]})" if f.examples else "")
+            for f in report.failures[:5]
+        )
+        more = f" (+{len(report.failures) - 5} more)" if len(report.failures) > 5 else ""
+        # A one-line summary for logs; the full table is report.to_text().
+        super().__init__(f"{report.source}: {len(report.failures)} validation failure(s): {shown}{more}")
         self.report = report
 
 
