@@ -98,8 +98,10 @@ class SegmentationModel:
         return out
 
 
-def segment_summary(x: np.ndarray, labels: np.ndarray, feature_names: list[str]) -> dict[str, Any]:
-    """Sizes, shares and centroids (in the preprocessed space) of every segment."""
+def segment_summary(
+    x: np.ndarray, labels: np.ndarray, feature_names: list[str], names: dict[int, str]
+) -> dict[str, Any]:
+    """Names, sizes, shares and centroids (in the preprocessed space) of every segment."""
     n = len(labels)
     rows = []
     for seg in sorted(set(labels.tolist())):
@@ -107,6 +109,7 @@ def segment_summary(x: np.ndarray, labels: np.ndarray, feature_names: list[str])
         rows.append(
             {
                 "id": int(seg),
+                "name": names[int(seg)],
                 "noise": bool(seg == NOISE),
                 "size": int(mask.sum()),
                 "share": float(mask.sum() / n),

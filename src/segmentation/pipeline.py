@@ -36,6 +36,7 @@ from segmentation.data.validation import (
 from segmentation.errors import DataValidationError
 from segmentation.evaluation import evaluate_segments
 from segmentation.features import Featurizer, build_featurizer
+from segmentation.insights.profiles import build_profile, segment_names, standardized_differences
 from segmentation.preprocess import Preprocessor
 from segmentation.versioning import code_fingerprint, code_version
 
@@ -226,7 +227,7 @@ def assemble_model(
         preprocessor=pre,
         featurizer=featurizer,
         clusterer=result.model,
-        segments=segment_summary(x, result.labels, pre.feature_names_out_),
+        segments=segment_summary(x, result.labels, pre.feature_names_out_, _names(x, result.labels, pre)),
         manifest={
             "name": config.model_name,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -257,13 +258,27 @@ def assemble_model(
     return model
 
 
+def _names(x: np.ndarray, labels: np.ndarray, pre: Preprocessor) -> dict[int, str]:
+    return segment_names(standardized_differences(x, labels, pre.feature_names_out_))
+
+
 # ------------------------------------------------------------------------------------------ outputs
 def write_run_outputs(
-    out_dir: Path, model: SegmentationModel, table: ValidatedTable, labels: np.ndarray, featurizer: Featurizer
+    out_dir: Path,
+    model: SegmentationModel,
+    table: ValidatedTable,
+    labels: np.ndarray,
+    featurizer: Featurizer,
+    x: np.ndarray,
 ) -> dict[str, str]:
-    """Write ``bundle/``, ``metrics.json``, ``labels.parquet``, ``config.yaml`` (and the AE loss history)."""
+    """Write the run's outputs: bundle, metrics, labels, profile, config (and the autoencoder's losses)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"bundle": str(save_bundle(model, out_dir / "bundle"))}
+    names = {int(seg["id"]): str(seg["name"]) for seg in model.segments["segments"]}
+    profile = build_profile(
+        model.preprocessor.raw_frame(table.frame), x, labels, model.preprocessor.feature_names_out_, names
+    )
+    paths["profile"] = str(write_table(profile, out_dir / "profile.csv"))
     ids = customer_ids(table)
     frame = pd.DataFrame({ids.name or "id": ids.to_numpy(), "segment": labels.astype(np.int32)})
     paths["labels"] = str(write_table(frame, out_dir / "labels.parquet"))

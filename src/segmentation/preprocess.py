@@ -96,6 +96,13 @@ class Preprocessor:
         dense[~np.isfinite(dense)] = np.nan  # infinities are treated as missing and imputed
         return dense
 
+    def raw_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Numeric, boolean and date columns in original units, before imputation (for profiles).
+
+        Dates are days before the reference date.
+        """
+        return pd.DataFrame(self._dense_matrix(frame), columns=self._dense_columns, index=frame.index)
+
     def _onehot(self, frame: pd.DataFrame) -> np.ndarray:
         dtype = np.float32 if self.float32 else np.float64
         blocks = []

@@ -185,6 +185,12 @@ def test_bundled_sample_trains_with_defaults(
     assert len(labels) == 8950
     manifest = json.loads((out / "bundle" / "manifest.json").read_text())
     assert manifest["data"]["schema_kind"] == "cc_general"
+    profile = pd.read_csv(out / "profile.csv")
+    assert profile["size"].sum() == 8950
+    assert abs(profile["share"].sum() - 1.0) < 1e-9
+    segments = json.loads((out / "bundle" / "segments.json").read_text())["segments"]
+    assert [s["name"] for s in segments] == profile["name"].tolist()
+    assert len(set(profile["name"])) == len(profile)
     assert set(manifest["files"]) >= {
         "schema.json",
         "preprocess.npz",

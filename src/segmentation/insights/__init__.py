@@ -1,0 +1,1 @@
+"""Interpretation of segments for the business: profiles and names."""
