@@ -458,3 +458,11 @@ def fit_clusterer(
         raise ValueError(f"no k in {config.search.k_min}..{config.search.k_max} gave two or more clusters")
     best.k_scores = scores
     return best
+
+
+def refit_like(model: Clusterer, z: np.ndarray, seed: int) -> Clusterer:
+    """Fit a new clusterer of the same kind and parameters (same k for k-based models) on other rows."""
+    config = model.config
+    if "n_clusters" in type(config).model_fields:
+        config = config.model_copy(update={"n_clusters": model.n_clusters_})
+    return _CLASSES[model.kind](config, seed=seed).fit(z)

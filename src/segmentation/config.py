@@ -207,6 +207,13 @@ class EvaluateConfig(Strict):
 
     silhouette_sample: int = Field(10_000, ge=100, description="Rows sampled for the silhouette score.")
     agreement_sample: int = Field(100_000, ge=100, description="Rows re-predicted through the saved bundle.")
+    stability_resamples: int = Field(
+        10, ge=0, le=200, description="Subsample refits for the stability estimate; 0 disables it."
+    )
+    stability_fraction: float = Field(0.8, gt=0.1, lt=1.0, description="Share of rows in each subsample.")
+    stability_sample: int = Field(
+        20_000, ge=100, description="Rows (sampled once) that the stability refits draw from."
+    )
 
 
 class SegmentConfig(Strict):

@@ -34,7 +34,7 @@ from segmentation.data.validation import (
     validate_frame,
 )
 from segmentation.errors import DataValidationError
-from segmentation.evaluation import evaluate_segments
+from segmentation.evaluation import bootstrap_stability, evaluate_segments
 from segmentation.features import Featurizer, build_featurizer
 from segmentation.insights.profiles import build_profile, segment_names, standardized_differences
 from segmentation.preprocess import Preprocessor
@@ -190,6 +190,16 @@ def evaluate(
         "scores": {str(k): v for k, v in result.k_scores.items()},
         "chosen_k": result.model.n_clusters_,
     }
+    if config.evaluate.stability_resamples:
+        metrics["stability"] = bootstrap_stability(
+            z,
+            result.labels,
+            result.model,
+            resamples=config.evaluate.stability_resamples,
+            fraction=config.evaluate.stability_fraction,
+            sample_size=config.evaluate.stability_sample,
+            seed=config.seed,
+        )
     metrics["featurizer"] = {
         "kind": featurizer.kind,
         "output_dim": int(z.shape[1]),

@@ -185,7 +185,11 @@ def test_bundled_sample_trains_with_defaults(
     assert len(labels) == 8950
     manifest = json.loads((out / "bundle" / "manifest.json").read_text())
     assert manifest["data"]["schema_kind"] == "cc_general"
+    stability = json.loads((out / "metrics.json").read_text())["stability"]
+    assert stability["resamples"] == 10
+    assert 0.9 <= stability["ari_pairwise_mean"] <= 1.0  # measured 0.976 on CC GENERAL
     profile = pd.read_csv(out / "profile.csv")
+    assert set(stability["jaccard_per_segment"]) == {str(s) for s in profile["segment"]}
     assert profile["size"].sum() == 8950
     assert abs(profile["share"].sum() - 1.0) < 1e-9
     segments = json.loads((out / "bundle" / "segments.json").read_text())["segments"]
