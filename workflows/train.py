@@ -25,6 +25,7 @@ from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_setti
 from prefect.states import State
 
 from segmentation import pipeline
+from segmentation.bundle import load_bundle
 from segmentation.clustering import ClusterResult
 from segmentation.config import SegmentConfig
 from segmentation.data.io import file_digest, read_table
@@ -139,6 +140,18 @@ def write_outputs(
     return pipeline.write_run_outputs(Path(out_dir), model, table, result.labels, featurizer, x)
 
 
+@task(name="visualize")
+def visualize(out_dir: str, stages: dict[str, StageRef], config: SegmentConfig) -> dict[str, str]:
+    """Plots into ``DIR/plots/``, from the bundle just written (its names, metrics) and the stored stages."""
+    model = load_bundle(Path(out_dir) / "bundle")
+    table: pipeline.ValidatedTable = stages["load"].load()
+    _, x = stages["preprocess"].load()
+    featurizer, _ = stages["featurize"].load()
+    labels = stages["cluster"].load().labels
+    plots = pipeline.write_plots(Path(out_dir), model, table, labels, featurizer, x, seed=config.seed)
+    return {"plots": str(Path(out_dir) / "plots")} if plots else {}
+
+
 @flow(name="train-segmentation", log_prints=False, persist_result=False)
 def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
     """Validate → preprocess → featurize → cluster → evaluate → write the bundle.
@@ -176,6 +189,7 @@ def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> d
     metrics = run("evaluate", evaluate, clustered, features, preprocessed)
     refs = {"load": table, "preprocess": preprocessed, "featurize": features, "cluster": clustered}
     paths = write_outputs(out_dir, refs, metrics, config, data_hash, data_path)
+    paths |= visualize(out_dir, refs, config)
     logger.info("stages: %s", ", ".join(f"{k}={v}" for k, v in states.items()))
     return {
         "out_dir": out_dir,

@@ -303,6 +303,35 @@ def write_run_outputs(
     return paths
 
 
+def write_plots(
+    out_dir: Path,
+    model: SegmentationModel,
+    table: ValidatedTable,
+    labels: np.ndarray,
+    featurizer: Featurizer,
+    x: np.ndarray,
+    *,
+    seed: int,
+) -> dict[str, str]:
+    """The visualize stage: every plot of the run into ``DIR/plots/`` (sampled, bounded on large tables)."""
+    from segmentation.insights.plots import make_plots  # matplotlib is only needed here
+
+    pre = model.preprocessor
+    metrics = model.manifest["metrics"]
+    return make_plots(
+        out_dir / "plots",
+        x=x,
+        labels=labels,
+        raw=pre.raw_frame(table.frame),
+        diffs=standardized_differences(x, labels, pre.feature_names_out_),
+        names={int(seg["id"]): str(seg["name"]) for seg in model.segments["segments"]},
+        k_scores=metrics["k_selection"]["scores"],
+        chosen_k=int(metrics["k_selection"]["chosen_k"]),
+        history=featurizer.history,
+        seed=seed,
+    )
+
+
 def write_validation_report(out_dir: Path, report: ValidationReport) -> list[Path]:
     """Write ``validation_report.json`` and ``validation_report.txt`` next to the run."""
     return [

@@ -188,6 +188,13 @@ def test_bundled_sample_trains_with_defaults(
     stability = json.loads((out / "metrics.json").read_text())["stability"]
     assert stability["resamples"] == 10
     assert 0.9 <= stability["ari_pairwise_mean"] <= 1.0  # measured 0.976 on CC GENERAL
+    assert {p.name for p in (out / "plots").iterdir()} == {
+        "segments_2d.png",
+        "profile_heatmap.png",
+        "top_features.png",
+        "sizes.png",
+        "k_selection.png",
+    }
     profile = pd.read_csv(out / "profile.csv")
     assert set(stability["jaccard_per_segment"]) == {str(s) for s in profile["segment"]}
     assert profile["size"].sum() == 8950
