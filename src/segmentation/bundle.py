@@ -65,6 +65,11 @@ class SegmentationModel:
         """Model name from the manifest."""
         return str(self.manifest.get("name", "segmentation"))
 
+    @property
+    def segment_names(self) -> dict[int, str]:
+        """Segment ID -> name, as stored in ``segments.json``."""
+        return {int(seg["id"]): str(seg["name"]) for seg in self.segments["segments"]}
+
     def validate(self, frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
         """Validate rows against the training schema (the ID column is optional here).
 

@@ -284,9 +284,9 @@ def write_run_outputs(
     """Write the run's outputs: bundle, metrics, labels, profile, config (and the autoencoder's losses)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"bundle": str(save_bundle(model, out_dir / "bundle"))}
-    names = {int(seg["id"]): str(seg["name"]) for seg in model.segments["segments"]}
+    pre = model.preprocessor
     profile = build_profile(
-        model.preprocessor.raw_frame(table.frame), x, labels, model.preprocessor.feature_names_out_, names
+        pre.raw_frame(table.frame), x, labels, pre.feature_names_out_, model.segment_names
     )
     paths["profile"] = str(write_table(profile, out_dir / "profile.csv"))
     ids = customer_ids(table)
@@ -324,7 +324,7 @@ def write_plots(
         labels=labels,
         raw=pre.raw_frame(table.frame),
         diffs=standardized_differences(x, labels, pre.feature_names_out_),
-        names={int(seg["id"]): str(seg["name"]) for seg in model.segments["segments"]},
+        names=model.segment_names,
         k_scores=metrics["k_selection"]["scores"],
         chosen_k=int(metrics["k_selection"]["chosen_k"]),
         history=featurizer.history,
