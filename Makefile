@@ -18,7 +18,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/segment train --out runs/demo
-	@echo "Demo finished: bundle, metrics.json and labels.parquet are in runs/demo/"
+	@echo "Demo finished: runs/demo/ holds bundle/, metrics.json, labels.parquet, profile.csv and plots/"
 
 lint: setup
 	$(BIN)/ruff check src workflows tests benchmarks

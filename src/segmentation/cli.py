@@ -91,6 +91,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not Path(data).exists():
         raise ConfigError(f"data.path: file not found: {data}")
     out = args.out or Path("runs") / f"{config.model_name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    # Prefect's temporary server would otherwise try to send telemetry; runs here need no network.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from workflows.train import run_training  # the orchestration layer (imports Prefect)
 
     api = os.environ.get("PREFECT_API_URL")
