@@ -137,7 +137,7 @@ def write_outputs(
     model = pipeline.assemble_model(
         table, pre, featurizer, result, x, metrics, config=config, data_hash=data_hash, source=source
     )
-    return pipeline.write_run_outputs(Path(out_dir), model, table, result.labels, featurizer, x)
+    return pipeline.write_run_outputs(Path(out_dir), model, table, result.labels, featurizer)
 
 
 @task(name="visualize")

@@ -70,6 +70,20 @@ class SegmentationModel:
         """Segment ID -> name, as stored in ``segments.json``."""
         return {int(seg["id"]): str(seg["name"]) for seg in self.segments["segments"]}
 
+    @property
+    def centroids(self) -> pd.DataFrame:
+        """Segment centroids in the preprocessed space (rows: segment IDs, columns: features).
+
+        The preprocessed space is standardized on the training population, so these are each segment's
+        standardized differences from the population mean.
+        """
+        rows = self.segments["segments"]
+        return pd.DataFrame(
+            [seg["centroid"] for seg in rows],
+            index=pd.Index([int(seg["id"]) for seg in rows], name="segment"),
+            columns=self.segments["feature_names"],
+        )
+
     def validate(self, frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
         """Validate rows against the training schema (the ID column is optional here).
 
@@ -103,25 +117,30 @@ class SegmentationModel:
         return out
 
 
-def segment_summary(
-    x: np.ndarray, labels: np.ndarray, feature_names: list[str], names: dict[int, str]
-) -> dict[str, Any]:
-    """Names, sizes, shares and centroids (in the preprocessed space) of every segment."""
+def segment_summary(centroids: pd.DataFrame, labels: np.ndarray, names: dict[int, str]) -> dict[str, Any]:
+    """Names, sizes, shares and centroids of every segment.
+
+    Args:
+        centroids: mean of every preprocessed feature per segment (rows: segment IDs), as
+            :func:`segmentation.insights.profiles.standardized_differences` returns it.
+        labels: segment per training row.
+        names: segment ID -> name.
+    """
     n = len(labels)
     rows = []
-    for seg in sorted(set(labels.tolist())):
-        mask = labels == seg
+    for seg in centroids.index:
+        size = int((labels == seg).sum())
         rows.append(
             {
                 "id": int(seg),
                 "name": names[int(seg)],
                 "noise": bool(seg == NOISE),
-                "size": int(mask.sum()),
-                "share": float(mask.sum() / n),
-                "centroid": [float(v) for v in x[mask].mean(axis=0)],
+                "size": size,
+                "share": float(size / n),
+                "centroid": [float(v) for v in centroids.loc[seg]],
             }
         )
-    return {"space": "preprocessed", "feature_names": feature_names, "segments": rows}
+    return {"space": "preprocessed", "feature_names": [str(c) for c in centroids.columns], "segments": rows}
 
 
 # ------------------------------------------------------------------------------------------- saving

@@ -232,12 +232,13 @@ def assemble_model(
     and GMMs; below 1 where training labels come from a fit that the prediction rule approximates
     (HDBSCAN's approximate_predict, DBSCAN's nearest core point).
     """
+    centroids = standardized_differences(x, result.labels, pre.feature_names_out_)
     model = SegmentationModel(
         schema=table.schema,
         preprocessor=pre,
         featurizer=featurizer,
         clusterer=result.model,
-        segments=segment_summary(x, result.labels, pre.feature_names_out_, _names(x, result.labels, pre)),
+        segments=segment_summary(centroids, result.labels, segment_names(centroids)),
         manifest={
             "name": config.model_name,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -268,10 +269,6 @@ def assemble_model(
     return model
 
 
-def _names(x: np.ndarray, labels: np.ndarray, pre: Preprocessor) -> dict[int, str]:
-    return segment_names(standardized_differences(x, labels, pre.feature_names_out_))
-
-
 # ------------------------------------------------------------------------------------------ outputs
 def write_run_outputs(
     out_dir: Path,
@@ -279,15 +276,12 @@ def write_run_outputs(
     table: ValidatedTable,
     labels: np.ndarray,
     featurizer: Featurizer,
-    x: np.ndarray,
 ) -> dict[str, str]:
     """Write the run's outputs: bundle, metrics, labels, profile, config (and the autoencoder's losses)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"bundle": str(save_bundle(model, out_dir / "bundle"))}
-    pre = model.preprocessor
-    profile = build_profile(
-        pre.raw_frame(table.frame), x, labels, pre.feature_names_out_, model.segment_names
-    )
+    raw = model.preprocessor.raw_frame(table.frame)
+    profile = build_profile(raw, model.centroids, labels, model.segment_names)
     paths["profile"] = str(write_table(profile, out_dir / "profile.csv"))
     ids = customer_ids(table)
     frame = pd.DataFrame({ids.name or "id": ids.to_numpy(), "segment": labels.astype(np.int32)})
@@ -323,7 +317,7 @@ def write_plots(
         x=x,
         labels=labels,
         raw=pre.raw_frame(table.frame),
-        diffs=standardized_differences(x, labels, pre.feature_names_out_),
+        diffs=model.centroids,
         names=model.segment_names,
         k_scores=metrics["k_selection"]["scores"],
         chosen_k=int(metrics["k_selection"]["chosen_k"]),

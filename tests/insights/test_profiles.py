@@ -27,7 +27,7 @@ def planted() -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[str]]:
 
 def test_profile_sizes_shares_and_index(planted) -> None:
     raw, x, labels, names = planted
-    profile = build_profile(raw, x, labels, names)
+    profile = build_profile(raw, standardized_differences(x, labels, names), labels)
     assert profile["size"].sum() == len(labels)
     assert profile["share"].sum() == pytest.approx(1.0)
     assert list(profile["segment"]) == [-1, 0, 1, 2]

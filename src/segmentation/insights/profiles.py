@@ -80,9 +80,8 @@ def segment_names(diffs: pd.DataFrame) -> dict[int, str]:
 
 def build_profile(
     raw: pd.DataFrame,
-    x: np.ndarray,
+    diffs: pd.DataFrame,
     labels: np.ndarray,
-    feature_names: list[str],
     names: dict[int, str] | None = None,
     n_top: int = 3,
 ) -> pd.DataFrame:
@@ -90,13 +89,11 @@ def build_profile(
 
     Args:
         raw: original-unit feature values (numeric columns; NaN allowed), one row per customer.
-        x: preprocessed matrix of the same rows.
+        diffs: standardized differences per segment (:func:`standardized_differences`).
         labels: segment per row (-1 noise).
-        feature_names: names of the columns of ``x``.
         names: segment names; derived with :func:`segment_names` when None.
         n_top: how many distinguishing features to list.
     """
-    diffs = standardized_differences(x, labels, feature_names)
     names = names or segment_names(diffs)
     population_mean = raw.mean(numeric_only=True)
     n = len(labels)
