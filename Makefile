@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export SEGMENT_HOME ?= $(CURDIR)/.segment
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup browser demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,17 @@ format: setup
 	$(BIN)/ruff format src workflows tests benchmarks
 	$(BIN)/ruff check --fix src workflows tests benchmarks
 
-test: setup
+# tests/insights/test_report.py opens report.html in a real headless Chromium: install it when missing.
+browser:
+	@if [ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	    || command -v google-chrome >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (for the HTML report test)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "the report test needs Chromium: apt-get install chromium, or set CHROMIUM=/path/to/chrome" >&2; \
+	    exit 1; fi
+
+test: setup browser
 	$(BIN)/ruff check src workflows tests benchmarks
 	$(BIN)/python -m pytest
 

@@ -99,3 +99,23 @@ def test_cli_config_file(tmp_path) -> None:
     path.write_text("seed: 3\nbogus: 1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="bogus: unknown key"):
         load_config(path)
+
+
+def test_segment_names_from_overrides_and_files(tmp_path, capsys) -> None:
+    config = load_config(overrides=["insights.names.0=Revolvers", "insights.names.-1=Unassigned"])
+    assert config.insights.names == {0: "Revolvers", -1: "Unassigned"}
+    for bad, message in [
+        (["insights.names.1=x", "insights.names.2=x"], "must be unique"),
+        (["insights.names.1='  '"], "empty"),
+        (["insights.names.-3=x"], "IDs are 0, 1"),
+        (["insights.embedding=umap"], "insights.embedding"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(overrides=bad)
+    names = tmp_path / "names.yaml"
+    names.write_text("0: Revolvers\n2: Transactors\n")
+    assert main(["config", "show", "-S", "seed=1"]) == 0
+    capsys.readouterr()
+    names.write_text("- not a mapping\n")
+    assert main(["train", "--names", str(names), "--out", str(tmp_path / "r")]) == 2
+    assert "--names" in capsys.readouterr().err

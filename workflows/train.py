@@ -102,12 +102,26 @@ def featurize(preprocessed: StageRef, config: SegmentConfig, cache_key: str) -> 
 
 
 @task(name="cluster", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
-def cluster(features: StageRef, preprocessed: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
-    """Fit the clusterer, choosing k by the configured criterion when it is not fixed."""
-    (_, x), (_, z) = preprocessed.load(), features.load()
+def cluster(
+    features: StageRef, preprocessed: StageRef, table: StageRef, config: SegmentConfig, cache_key: str
+) -> StageRef:
+    """Fit the clusterer (choosing k when it is not fixed); keep a previous model's IDs when asked."""
+    (pre, x), (_, z) = preprocessed.load(), features.load()
     result = pipeline.fit_segments(
         z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
     )
+    if config.insights.align_to:
+        previous, _ = pipeline.previous_model(config.insights.align_to)
+        result = pipeline.align_segments(
+            result,
+            table.load(),
+            x,
+            pre.feature_names_out_,
+            previous,
+            reference=str(Path(config.insights.align_to).resolve()),
+            sample=config.evaluate.agreement_sample,
+            seed=config.seed,
+        )
     return save_stage(stage_root(), cache_key, result)
 
 
@@ -142,19 +156,20 @@ def write_outputs(
 
 @task(name="visualize")
 def visualize(out_dir: str, stages: dict[str, StageRef], config: SegmentConfig) -> dict[str, str]:
-    """Plots into ``DIR/plots/``, from the bundle just written (its names, metrics) and the stored stages."""
+    """Profile, plots and report, from the bundle just written (names, metrics) and the stored stages."""
     model = load_bundle(Path(out_dir) / "bundle")
     table: pipeline.ValidatedTable = stages["load"].load()
     _, x = stages["preprocess"].load()
     featurizer, _ = stages["featurize"].load()
     labels = stages["cluster"].load().labels
-    plots = pipeline.write_plots(Path(out_dir), model, table, labels, featurizer, x, seed=config.seed)
-    return {"plots": str(Path(out_dir) / "plots")} if plots else {}
+    return pipeline.write_insights(
+        Path(out_dir), model, table.frame, labels, x, featurizer.history, seed=config.seed
+    )
 
 
 @flow(name="train-segmentation", log_prints=False, persist_result=False)
 def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
-    """Validate → preprocess → featurize → cluster → evaluate → write the bundle.
+    """Validate → preprocess → featurize → cluster → evaluate → write the bundle → profile, plots, report.
 
     Returns:
         ``{"out_dir", "paths", "metrics", "stages", "n_rows"}`` where ``stages`` maps each stage to its
@@ -162,7 +177,9 @@ def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> d
     """
     logger = get_run_logger()
     data_hash = hash_data(data_path)
-    keys = pipeline.stage_keys(data_hash, config)
+    # The bundle whose IDs are kept is part of the cluster stage's key (and is checked before any work).
+    align_digest = pipeline.previous_model(config.insights.align_to)[1] if config.insights.align_to else None
+    keys = pipeline.stage_keys(data_hash, config, align_digest)
     states: dict[str, str] = {}
 
     def run(stage: str, task_fn: Any, *args: Any) -> Any:
@@ -185,7 +202,7 @@ def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> d
         raise
     preprocessed = run("preprocess", preprocess, table)
     features = run("featurize", featurize, preprocessed)
-    clustered = run("cluster", cluster, features, preprocessed)
+    clustered = run("cluster", cluster, features, preprocessed, table)
     metrics = run("evaluate", evaluate, clustered, features, preprocessed)
     refs = {"load": table, "preprocess": preprocessed, "featurize": features, "cluster": clustered}
     paths = write_outputs(out_dir, refs, metrics, config, data_hash, data_path)

@@ -117,7 +117,12 @@ class SegmentationModel:
         return out
 
 
-def segment_summary(centroids: pd.DataFrame, labels: np.ndarray, names: dict[int, str]) -> dict[str, Any]:
+def segment_summary(
+    centroids: pd.DataFrame,
+    labels: np.ndarray,
+    names: dict[int, str],
+    name_sources: dict[int, str] | None = None,
+) -> dict[str, Any]:
     """Names, sizes, shares and centroids of every segment.
 
     Args:
@@ -125,7 +130,10 @@ def segment_summary(centroids: pd.DataFrame, labels: np.ndarray, names: dict[int
             :func:`segmentation.insights.profiles.standardized_differences` returns it.
         labels: segment per training row.
         names: segment ID -> name.
+        name_sources: segment ID -> ``auto`` (derived), ``user`` (``insights.names``) or ``previous``
+            (a user name carried over from the model the IDs were aligned to); ``auto`` when omitted.
     """
+    name_sources = name_sources or {}
     n = len(labels)
     rows = []
     for seg in centroids.index:
@@ -134,6 +142,7 @@ def segment_summary(centroids: pd.DataFrame, labels: np.ndarray, names: dict[int
             {
                 "id": int(seg),
                 "name": names[int(seg)],
+                "name_source": name_sources.get(int(seg), "auto"),
                 "noise": bool(seg == NOISE),
                 "size": size,
                 "share": float(size / n),
@@ -191,6 +200,19 @@ def save_bundle(model: SegmentationModel, path: str | Path) -> Path:
         raise
     model.manifest = manifest
     return path
+
+
+def find_bundle(path: str | Path) -> Path:
+    """The bundle directory for ``path``: a bundle itself, or a run directory holding ``bundle/``.
+
+    Raises:
+        BundleError: when ``path`` is neither.
+    """
+    path = Path(path)
+    for candidate in (path, path / "bundle"):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise BundleError(f"{path} is neither a model bundle nor a run directory with bundle/manifest.json")
 
 
 def bundle_digest(manifest: dict[str, Any]) -> str:

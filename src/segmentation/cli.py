@@ -50,7 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="CSV or Parquet customer table (default: bundled CC GENERAL sample)")
     train.add_argument("--out", type=Path, help="output directory (default: runs/<model>-<timestamp>)")
     train.add_argument("--id-column", help="customer ID column (default: auto-detected)")
+    train.add_argument(
+        "--names",
+        type=Path,
+        help="YAML mapping segment ID -> name (sets insights.names; stored in the bundle)",
+    )
+    train.add_argument(
+        "--align-to",
+        help="previous run directory or bundle: matched segments keep its IDs (sets insights.align_to)",
+    )
     _add_config_args(train)
+
+    report = sub.add_parser(
+        "report", help="regenerate profile, plots and report of a finished run (no retraining)"
+    )
+    report.add_argument("run_dir", type=Path, help="a run directory written by `segment train`")
+    report.add_argument("--data", help="the training table, if it moved since training (content is checked)")
+    report.add_argument(
+        "--names", type=Path, help="YAML mapping segment ID -> name, stored in the run's bundle"
+    )
 
     make = sub.add_parser("make-data", help="write a synthetic customer table with planted segments")
     make.add_argument("--rows", type=int, default=10_000)
@@ -72,13 +90,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_names(path: Path) -> dict[int, str]:
+    """A segment-names file: a YAML mapping of segment ID to name (``0: Revolvers``).
+
+    Raises:
+        ConfigError: unreadable file, not a mapping, or keys that are not integers.
+    """
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--names: cannot read {path}: {exc}") from exc
+    if not isinstance(tree, dict) or not tree:
+        raise ConfigError(f"--names: {path} must hold a mapping of segment ID to name, e.g. `0: Revolvers`")
+    try:
+        return {int(key): str(value) for key, value in tree.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"--names: {path}: segment IDs must be integers ({exc})") from exc
+
+
 def resolve_config(args: argparse.Namespace) -> SegmentConfig:
-    """Defaults (or --config), then CLI shortcuts (--data, --id-column), then -S overrides."""
+    """Defaults (or --config), then CLI shortcuts (--data, --id-column, ...), then -S overrides."""
     overrides: list[str | tuple[str, object]] = []
     if getattr(args, "data", None):
         overrides.append(("data.path", str(args.data)))
     if getattr(args, "id_column", None):
         overrides.append(("data.id_column", args.id_column))
+    if getattr(args, "names", None):
+        overrides.append(("insights.names", read_names(args.names)))
+    if getattr(args, "align_to", None):
+        overrides.append(("insights.align_to", str(args.align_to)))
     overrides.extend(args.overrides)
     return load_config(args.config, overrides)
 
@@ -150,13 +190,28 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from segmentation.pipeline import rebuild_insights
+
+    names = read_names(args.names) if args.names else None
+    paths = rebuild_insights(args.run_dir, data=args.data, names=names)
+    lines = [f"report of {args.run_dir} regenerated:", *(f"  {k:<13} {v}" for k, v in paths.items())]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     sys.stdout.write(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     return EXIT_OK
 
 
-_COMMANDS = {"train": _cmd_train, "make-data": _cmd_make_data, "config": _cmd_config}
+_COMMANDS = {
+    "train": _cmd_train,
+    "report": _cmd_report,
+    "make-data": _cmd_make_data,
+    "config": _cmd_config,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

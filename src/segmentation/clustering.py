@@ -115,6 +115,25 @@ class Clusterer(ABC):
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None) -> Self:
         """Rebuild from :meth:`get_state` output."""
 
+    def relabel(self, mapping: np.ndarray) -> Self:
+        """Rename segments: ``mapping[old_id] = new_id`` (a permutation of ``0..n_clusters_-1``).
+
+        The fitted geometry is untouched; only which ID each segment answers to changes, in the stored
+        state and in ``labels_`` alike. Noise stays -1. Used to align IDs with a previous model.
+        """
+        mapping = np.asarray(mapping, dtype=np.int64)
+        if sorted(mapping.tolist()) != list(range(self.n_clusters_)):
+            raise ValueError(
+                f"relabel needs a permutation of 0..{self.n_clusters_ - 1}, got {mapping.tolist()}"
+            )
+        self._relabel(mapping)
+        self.labels_ = _apply_map(self.labels_, mapping)
+        return self
+
+    @abstractmethod
+    def _relabel(self, mapping: np.ndarray) -> None:
+        """Apply ``mapping`` to the model's own per-segment state."""
+
     def _meta(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -137,6 +156,11 @@ class _CentroidClusterer(Clusterer):
         self.n_clusters_ = len(centers)
         # Training labels are defined by the same rule prediction uses, so a saved bundle reproduces them.
         self.labels_ = self.predict(z)
+
+    def _relabel(self, mapping: np.ndarray) -> None:
+        ordered = np.empty_like(self.cluster_centers_)
+        ordered[mapping] = self.cluster_centers_
+        self.cluster_centers_ = ordered
 
     def predict_details(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Nearest centroid, margin confidence, distances to every centroid."""
@@ -222,9 +246,15 @@ class GMMClusterer(Clusterer):
             random_state=self.seed,
             reg_covar=1e-5,
         ).fit(z)
-        raw = model.predict(z)
-        mapping = _size_order(raw, model.n_components)
-        order = np.argsort(mapping)  # order[new] = raw
+        self.model_ = model
+        self._relabel(_size_order(model.predict(z), model.n_components))
+        self.n_clusters_ = model.n_components
+        self.labels_ = self.predict(z)
+        return self
+
+    def _relabel(self, mapping: np.ndarray) -> None:
+        model = self.model_
+        order = np.argsort(mapping)  # order[new] = old
         model.weights_ = model.weights_[order]
         model.means_ = model.means_[order]
         if self.config.covariance_type in {"full", "diag", "spherical"}:
@@ -232,10 +262,6 @@ class GMMClusterer(Clusterer):
             model.precisions_cholesky_ = model.precisions_cholesky_[order]
         if hasattr(model, "precisions_") and self.config.covariance_type != "tied":
             model.precisions_ = model.precisions_[order]
-        self.model_ = model
-        self.n_clusters_ = model.n_components
-        self.labels_ = self.predict(z)
-        return self
 
     def predict_details(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Most probable component and the posterior of every component."""
@@ -293,6 +319,9 @@ class HDBSCANClusterer(Clusterer):
         self.labels_ = labels
         return self
 
+    def _relabel(self, mapping: np.ndarray) -> None:
+        self.label_map_ = mapping[self.label_map_]
+
     def predict_details(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Approximate prediction with membership strength as confidence."""
         import hdbscan
@@ -342,6 +371,10 @@ class DBSCANClusterer(Clusterer):
         labels[idx] = _apply_map(raw, self.label_map_)
         self.labels_ = labels
         return self
+
+    def _relabel(self, mapping: np.ndarray) -> None:
+        self.label_map_ = mapping[self.label_map_]
+        self.core_labels_ = _apply_map(self.core_labels_, mapping)
 
     def predict_details(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Nearest core point within eps, else noise."""
@@ -406,6 +439,7 @@ class ClusterResult:
     score: float | None
     k_scores: dict[int, float | None] = field(default_factory=dict)
     criterion: str = "silhouette"
+    alignment: dict[str, Any] | None = None  # set when IDs were matched to a previous model
 
 
 def sampled_silhouette(x: np.ndarray, labels: np.ndarray, sample_size: int, seed: int) -> float | None:

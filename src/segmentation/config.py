@@ -216,6 +216,44 @@ class EvaluateConfig(Strict):
     )
 
 
+# ---------------------------------------------------------------------------------------- insights
+class InsightsConfig(Strict):
+    """Segment names and IDs, plots and the report (none of it changes the fitted model's geometry)."""
+
+    names: dict[int, str] = Field(
+        default_factory=dict,
+        description="Segment ID -> name, replacing the derived name; stored in the bundle (-1 is noise).",
+    )
+    align_to: str | None = Field(
+        None,
+        description="Previous run directory or bundle: segment IDs are matched to its segments so the "
+        "same customers keep the same IDs (and user names) across retrains.",
+    )
+    embedding: Literal["pca", "tsne"] = Field(
+        "pca", description="2-D map of the segments: PCA of the preprocessed space, or t-SNE on a sample."
+    )
+    embedding_sample: int = Field(5_000, ge=100, le=50_000, description="Rows t-SNE embeds.")
+    max_points: int = Field(20_000, ge=100, description="Rows drawn in scatter and box plots.")
+    top_features: int = Field(3, ge=1, le=10, description="Distinguishing features listed per segment.")
+    small_segment_share: float = Field(0.02, ge=0, le=1, description="Warn about segments below this share.")
+    large_segment_share: float = Field(0.60, ge=0, le=1, description="Warn about a segment above this share.")
+    noise_share: float = Field(0.10, ge=0, le=1, description="Warn when more customers than this are noise.")
+
+    @field_validator("names")
+    @classmethod
+    def _names_are_usable(cls, names: dict[int, str]) -> dict[int, str]:
+        cleaned = {int(seg): str(name).strip() for seg, name in names.items()}
+        for seg, name in cleaned.items():
+            if seg < -1:
+                raise ValueError(f"segment {seg}: IDs are 0, 1, ... (and -1 for noise)")
+            if not name:
+                raise ValueError(f"segment {seg}: the name is empty")
+        repeated = sorted({n for n in cleaned.values() if list(cleaned.values()).count(n) > 1})
+        if repeated:
+            raise ValueError(f"names must be unique; repeated: {repeated}")
+        return cleaned
+
+
 class SegmentConfig(Strict):
     """The whole, resolved configuration of a training run."""
 
@@ -226,6 +264,7 @@ class SegmentConfig(Strict):
     featurize: FeaturizeConfig = PCAConfig()
     cluster: ClusterConfig = KMeansConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    insights: InsightsConfig = InsightsConfig()
 
     def section_json(self, name: str) -> str:
         """Canonical JSON of one section (used in cache keys)."""

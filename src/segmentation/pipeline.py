@@ -7,6 +7,7 @@ for a stage chain the key of the stage before it with the stage's own parameters
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -18,10 +19,25 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from segmentation.bundle import SegmentationModel, save_bundle, segment_summary
-from segmentation.clustering import ClusterResult, fit_clusterer
-from segmentation.config import ClusterConfig, DataConfig, FeaturizeConfig, PreprocessConfig, SegmentConfig
-from segmentation.data.io import write_json, write_table, write_text
+from segmentation.alignment import Alignment, align_by_centroids, align_by_overlap
+from segmentation.bundle import (
+    SegmentationModel,
+    bundle_digest,
+    find_bundle,
+    load_bundle,
+    save_bundle,
+    segment_summary,
+)
+from segmentation.clustering import NOISE, ClusterResult, fit_clusterer
+from segmentation.config import (
+    ClusterConfig,
+    DataConfig,
+    FeaturizeConfig,
+    InsightsConfig,
+    PreprocessConfig,
+    SegmentConfig,
+)
+from segmentation.data.io import file_digest, read_table, write_json, write_table, write_text
 from segmentation.data.validation import (
     CC_GENERAL_ID,
     Failure,
@@ -33,10 +49,15 @@ from segmentation.data.validation import (
     looks_like_cc_general,
     validate_frame,
 )
-from segmentation.errors import DataValidationError
+from segmentation.errors import BundleError, ConfigError, DataValidationError
 from segmentation.evaluation import bootstrap_stability, evaluate_segments
 from segmentation.features import Featurizer, build_featurizer
-from segmentation.insights.profiles import build_profile, segment_names, standardized_differences
+from segmentation.insights.profiles import (
+    build_profile,
+    resolve_names,
+    segment_names,
+    standardized_differences,
+)
 from segmentation.preprocess import Preprocessor
 from segmentation.versioning import code_fingerprint, code_version
 
@@ -49,7 +70,7 @@ _STAGE_CODE = {
     "load": ("segmentation.data", "segmentation.pipeline"),
     "preprocess": ("segmentation.preprocess",),
     "featurize": ("segmentation.features",),
-    "cluster": ("segmentation.clustering",),
+    "cluster": ("segmentation.clustering", "segmentation.alignment"),
     "evaluate": ("segmentation.evaluation",),
 }
 _STAGE_SECTIONS = {
@@ -61,12 +82,13 @@ _STAGE_SECTIONS = {
 }
 
 
-def stage_keys(data_hash: str, config: SegmentConfig) -> dict[str, str]:
+def stage_keys(data_hash: str, config: SegmentConfig, align_digest: str | None = None) -> dict[str, str]:
     """Chained cache keys: each stage's key hashes the previous key, its own parameters and its code.
 
     So a rerun with nothing changed hits every stage; changing only clusterer parameters changes the
     keys of ``cluster`` and ``evaluate`` only; changing the data changes every key. The seed is part of
-    every stage's parameters.
+    every stage's parameters. ``align_digest`` (the digest of the bundle whose IDs are kept, see
+    :func:`align_segments`) is part of the cluster stage's key: the alignment happens there.
     """
     keys: dict[str, str] = {}
     previous = data_hash
@@ -76,6 +98,8 @@ def stage_keys(data_hash: str, config: SegmentConfig) -> dict[str, str]:
         for section in _STAGE_SECTIONS[stage]:
             digest.update(config.section_json(section).encode())
         digest.update(code_fingerprint(*_STAGE_CODE[stage]).encode())
+        if stage == "cluster" and align_digest:
+            digest.update(f"align={align_digest}".encode())
         previous = keys[stage] = f"{stage}-{digest.hexdigest()[:32]}"
     return keys
 
@@ -172,6 +196,79 @@ def fit_segments(
     return fit_clusterer(z, x, config, seed=seed, silhouette_sample=silhouette_sample)
 
 
+def previous_model(align_to: str) -> tuple[SegmentationModel, str]:
+    """Load the bundle named by ``insights.align_to`` and its digest.
+
+    Raises:
+        ConfigError: the path is not a run directory or bundle, or the bundle fails verification.
+    """
+    try:
+        model = load_bundle(find_bundle(align_to))
+    except BundleError as exc:
+        raise ConfigError(f"insights.align_to: {exc}") from exc
+    return model, bundle_digest(model.manifest)
+
+
+def align_segments(
+    result: ClusterResult,
+    table: ValidatedTable,
+    x: np.ndarray,
+    feature_names: list[str],
+    previous: SegmentationModel,
+    *,
+    reference: str,
+    sample: int = 100_000,
+    seed: int = 0,
+) -> ClusterResult:
+    """Renumber the new segments so that they keep the previous model's IDs (and user names).
+
+    The previous bundle scores (a seeded sample of) the training table and IDs are matched by customer
+    overlap (:func:`segmentation.alignment.align_by_overlap`). If the previous model cannot score the
+    table (its columns changed), centroids are matched on the features both share instead.
+
+    Returns:
+        A result whose model, labels and ``alignment`` record reflect the new IDs.
+    """
+    labels = result.labels
+    rows = np.arange(len(labels))
+    if len(rows) > sample:
+        rows = np.sort(np.random.default_rng(seed).choice(len(labels), sample, replace=False))
+    n_clusters = result.model.n_clusters_
+    alignment: Alignment
+    try:
+        before = previous.predict(table.frame.iloc[rows])
+        alignment = align_by_overlap(before, labels[rows], n_clusters)
+    except DataValidationError as exc:
+        logger.warning("the previous model cannot score this table (%s); matching centroids instead", exc)
+        current = standardized_differences(x, labels, feature_names)
+        try:
+            alignment = align_by_centroids(previous.centroids, current)
+        except ValueError as err:
+            raise ConfigError(f"insights.align_to: {err}") from err
+    result.model.relabel(alignment.mapping)
+    aligned = np.where(labels >= 0, alignment.mapping[np.maximum(labels, 0)], NOISE)
+    carried = {
+        seg["id"]: seg["name"]
+        for seg in previous.segments["segments"]
+        if seg.get("name_source", "auto") != "auto" and (seg["id"] == NOISE or seg["id"] in alignment.matched)
+    }
+    record = {
+        **alignment.to_dict(),
+        "reference": reference,
+        "previous_model": previous.name,
+        "previous_digest": bundle_digest(previous.manifest) if "files" in previous.manifest else None,
+        "carried_names": {str(k): v for k, v in carried.items()},
+    }
+    logger.info(
+        "segment IDs aligned to %s (%s): new->aligned %s, agreement %s",
+        reference,
+        alignment.method,
+        record["mapping"],
+        "n/a" if alignment.agreement is None else f"{alignment.agreement:.3f}",
+    )
+    return dataclasses.replace(result, labels=aligned.astype(labels.dtype), alignment=record)
+
+
 def evaluate(
     x: np.ndarray, z: np.ndarray, result: ClusterResult, featurizer: Featurizer, *, config: SegmentConfig
 ) -> dict[str, Any]:
@@ -200,6 +297,8 @@ def evaluate(
             sample_size=config.evaluate.stability_sample,
             seed=config.seed,
         )
+    if result.alignment:
+        metrics["alignment"] = result.alignment
     metrics["featurizer"] = {
         "kind": featurizer.kind,
         "output_dim": int(z.shape[1]),
@@ -233,12 +332,14 @@ def assemble_model(
     (HDBSCAN's approximate_predict, DBSCAN's nearest core point).
     """
     centroids = standardized_differences(x, result.labels, pre.feature_names_out_)
+    carried = {int(k): v for k, v in ((result.alignment or {}).get("carried_names") or {}).items()}
+    names, sources = resolve_names(segment_names(centroids), config.insights.names, carried)
     model = SegmentationModel(
         schema=table.schema,
         preprocessor=pre,
         featurizer=featurizer,
         clusterer=result.model,
-        segments=segment_summary(centroids, result.labels, segment_names(centroids)),
+        segments=segment_summary(centroids, result.labels, names, sources),
         manifest={
             "name": config.model_name,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -277,12 +378,9 @@ def write_run_outputs(
     labels: np.ndarray,
     featurizer: Featurizer,
 ) -> dict[str, str]:
-    """Write the run's outputs: bundle, metrics, labels, profile, config (and the autoencoder's losses)."""
+    """Write the run's outputs: bundle, metrics, labels, config (and the autoencoder's losses)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"bundle": str(save_bundle(model, out_dir / "bundle"))}
-    raw = model.preprocessor.raw_frame(table.frame)
-    profile = build_profile(raw, model.centroids, labels, model.segment_names)
-    paths["profile"] = str(write_table(profile, out_dir / "profile.csv"))
     ids = customer_ids(table)
     frame = pd.DataFrame({ids.name or "id": ids.to_numpy(), "segment": labels.astype(np.int32)})
     paths["labels"] = str(write_table(frame, out_dir / "labels.parquet"))
@@ -297,33 +395,140 @@ def write_run_outputs(
     return paths
 
 
-def write_plots(
+def insights_config(model: SegmentationModel) -> InsightsConfig:
+    """The insights settings the model was trained with (defaults for bundles that predate them)."""
+    return InsightsConfig.model_validate(model.manifest.get("config", {}).get("insights", {}))
+
+
+def write_insights(
     out_dir: Path,
     model: SegmentationModel,
-    table: ValidatedTable,
+    frame: pd.DataFrame,
     labels: np.ndarray,
-    featurizer: Featurizer,
     x: np.ndarray,
+    history: list[dict[str, float]],
     *,
     seed: int,
 ) -> dict[str, str]:
-    """The visualize stage: every plot of the run into ``DIR/plots/`` (sampled, bounded on large tables)."""
-    from segmentation.insights.plots import make_plots  # matplotlib is only needed here
+    """The visualize stage: ``profile.csv``, plots in ``DIR/plots/``, ``report.html`` and ``report.md``.
 
+    Everything is read from the saved bundle (names, centroids, metrics, settings) plus the training
+    rows and labels, so ``segment report DIR`` regenerates exactly what the flow wrote. Plots sample
+    rows, so the cost is bounded on millions of customers.
+    """
+    from segmentation.insights.plots import make_plots  # matplotlib is only needed here
+    from segmentation.insights.report import ReportContext, Thresholds, write_report
+
+    settings = insights_config(model)
     pre = model.preprocessor
+    raw = pre.raw_frame(frame)
+    categorical_columns = [c.name for c in model.schema.columns if c.kind == "categorical"]
+    profile = build_profile(
+        raw,
+        model.centroids,
+        labels,
+        model.segment_names,
+        n_top=settings.top_features,
+        categorical=frame[categorical_columns] if categorical_columns else None,
+    )
+    paths = {"profile": str(write_table(profile, out_dir / "profile.csv"))}
     metrics = model.manifest["metrics"]
-    return make_plots(
+    plots = make_plots(
         out_dir / "plots",
         x=x,
         labels=labels,
-        raw=pre.raw_frame(table.frame),
+        raw=raw,
         diffs=model.centroids,
         names=model.segment_names,
         k_scores=metrics["k_selection"]["scores"],
         chosen_k=int(metrics["k_selection"]["chosen_k"]),
-        history=featurizer.history,
+        history=history,
+        max_points=settings.max_points,
+        embedding=settings.embedding,
+        embedding_sample=settings.embedding_sample,
         seed=seed,
     )
+    paths["plots"] = str(out_dir / "plots")
+    context = ReportContext(
+        manifest=model.manifest,
+        segments=model.segments["segments"],
+        centroids=model.centroids,
+        profile=profile,
+        plots=plots,
+        thresholds=Thresholds(
+            small_segment=settings.small_segment_share,
+            large_segment=settings.large_segment_share,
+            noise=settings.noise_share,
+        ),
+        feature_count=len(model.schema.columns),
+    )
+    return paths | write_report(context, out_dir)
+
+
+def rename_segments(model: SegmentationModel, names: dict[int, str], bundle_dir: Path) -> SegmentationModel:
+    """Store user names in a finished run's bundle (no refit); other segments keep their names.
+
+    Raises:
+        ConfigError: a name for a segment the model does not have, or duplicate names.
+    """
+    validated = InsightsConfig(names=names).names
+    sources = {int(seg["id"]): seg.get("name_source", "auto") for seg in model.segments["segments"]}
+    current = model.segment_names
+    kept = {src: {s: current[s] for s in current if sources[s] == src} for src in ("user", "previous")}
+    final, final_sources = resolve_names(
+        segment_names(model.centroids), {**kept["user"], **validated}, kept["previous"]
+    )
+    for seg in model.segments["segments"]:
+        seg["name"], seg["name_source"] = final[int(seg["id"])], final_sources[int(seg["id"])]
+    insights = model.manifest.setdefault("config", {}).setdefault("insights", {})
+    insights["names"] = {str(k): v for k, v in final.items() if final_sources[k] == "user"}
+    save_bundle(model, bundle_dir)
+    return model
+
+
+def rebuild_insights(
+    run_dir: Path, *, data: str | None = None, names: dict[int, str] | None = None
+) -> dict[str, str]:
+    """``segment report DIR``: profile, plots and report of a finished run, without retraining.
+
+    The training table is read again (``data`` or the path in the bundle's manifest) and must be the
+    same file: its content hash is checked, so labels and rows line up. The saved bundle transforms it
+    (nothing is refit); labels come from ``labels.parquet``.
+
+    Raises:
+        BundleError: ``run_dir`` holds no valid bundle.
+        ConfigError: the data file is missing or differs from the training data, or bad ``names``.
+    """
+    bundle_dir = find_bundle(run_dir)
+    model = load_bundle(bundle_dir)
+    source = data or str(model.manifest["data"]["source"])
+    if not Path(source).is_file():
+        raise ConfigError(
+            f"training data {source} not found; pass --data with the file the model was trained on"
+        )
+    expected = model.manifest["data"]["content_hash"]
+    if file_digest(source) != expected:
+        raise ConfigError(
+            f"{source} is not the training data of this run (sha256 differs from {expected[:12]}...); "
+            "pass --data with the exact file the model was trained on"
+        )
+    if names:
+        model = rename_segments(model, names, bundle_dir)
+    frame = model.validate(read_table(source), source=source)
+    labels_path = run_dir / "labels.parquet"
+    if not labels_path.is_file():
+        raise BundleError(f"{run_dir}: labels.parquet is missing; cannot rebuild the report")
+    labels = pd.read_parquet(labels_path)["segment"].to_numpy().astype(np.int64)
+    if len(labels) != len(frame):
+        raise BundleError(f"{labels_path} has {len(labels)} rows, the training data {len(frame)}")
+    history_path = run_dir / "loss_history.csv"
+    history = pd.read_csv(history_path).to_dict("records") if history_path.is_file() else []
+    x = model.preprocessor.transform(frame)
+    seed = int(model.manifest.get("config", {}).get("seed", 0))
+    paths = write_insights(run_dir, model, frame, labels, x, history, seed=seed)
+    if names:
+        paths["bundle"] = str(bundle_dir)
+    return paths
 
 
 def write_validation_report(out_dir: Path, report: ValidationReport) -> list[Path]:
@@ -338,14 +543,18 @@ __all__ = [
     "CC_GENERAL_ID",
     "STAGES",
     "ValidatedTable",
+    "align_segments",
     "assemble_model",
     "customer_ids",
     "evaluate",
     "fit_features",
     "fit_preprocessing",
     "fit_segments",
+    "previous_model",
+    "rebuild_insights",
     "stage_keys",
     "validate_table",
+    "write_insights",
     "write_run_outputs",
     "write_validation_report",
 ]

@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from segmentation.errors import ConfigError
 from segmentation.insights.profiles import (
     build_profile,
+    resolve_names,
     segment_names,
     standardized_differences,
     top_features,
@@ -61,3 +63,15 @@ def test_colliding_names_get_more_features_then_ids() -> None:
 def test_top_features_order_by_magnitude_then_name() -> None:
     diffs = pd.Series({"b": -2.0, "a": 2.0, "c": 0.1})
     assert top_features(diffs, 2) == [("a", 2.0), ("b", -2.0)]
+
+
+def test_user_names_beat_carried_names_beat_derived_ones() -> None:
+    derived = {0: "high spend", 1: "low spend", 2: "high visits"}
+    names, sources = resolve_names(derived, {1: "Bargain hunters"}, {1: "old", 2: "Regulars"})
+    assert names == {0: "high spend", 1: "Bargain hunters", 2: "Regulars"}
+    assert sources == {0: "auto", 1: "user", 2: "previous"}
+    # A derived name equal to a given one is disambiguated, never duplicated.
+    names, _ = resolve_names(derived, {1: "high spend"})
+    assert names[0] == "high spend (segment 0)"
+    with pytest.raises(ConfigError, match="no segment 7"):
+        resolve_names(derived, {7: "Ghosts"})

@@ -188,14 +188,17 @@ def test_bundled_sample_trains_with_defaults(
     stability = json.loads((out / "metrics.json").read_text())["stability"]
     assert stability["resamples"] == 10
     assert 0.9 <= stability["ari_pairwise_mean"] <= 1.0  # measured 0.976 on CC GENERAL
+    profile = pd.read_csv(out / "profile.csv")
     assert {p.name for p in (out / "plots").iterdir()} == {
         "segments_2d.png",
         "profile_heatmap.png",
         "top_features.png",
         "sizes.png",
         "k_selection.png",
+        *(f"segment_{s}.png" for s in profile["segment"]),
     }
-    profile = pd.read_csv(out / "profile.csv")
+    assert (out / "report.html").stat().st_size > 100_000  # plots embedded
+    assert "## Segment 0:" in (out / "report.md").read_text()
     assert set(stability["jaccard_per_segment"]) == {str(s) for s in profile["segment"]}
     assert profile["size"].sum() == 8950
     assert abs(profile["share"].sum() - 1.0) < 1e-9
@@ -221,3 +224,31 @@ def test_io_errors_retry_but_bad_data_never_does() -> None:
     assert _retry_io_only(None, None, Failed(data=OSError("network share hiccup"))) is True
     assert _retry_io_only(None, None, Failed(data=DataValidationError(ValidationReport("x", 0, 0)))) is False
     assert _retry_io_only(None, None, Failed(data=ValueError("a bug"))) is False
+
+
+def test_retrain_on_reshuffled_copy_keeps_segment_ids_and_user_names(
+    synthetic_table: tuple[Path, pd.DataFrame], tmp_path: Path, segment_home: Path
+) -> None:
+    data, _ = synthetic_table
+    first = tmp_path / "first"
+    run_training(data, first, _fast("insights.names.1=Weekend shoppers", "evaluate.stability_resamples=0"))
+    shuffled = tmp_path / "shuffled.parquet"
+    read_table(data).sample(frac=1.0, random_state=1).to_parquet(shuffled)
+    second = tmp_path / "second"
+    config = _fast(f"insights.align_to={first}", "seed=5", "evaluate.stability_resamples=0")
+    result = run_training(shuffled, second, config)
+    before = pd.read_parquet(first / "labels.parquet").set_index("customer_id")["segment"]
+    after = pd.read_parquet(second / "labels.parquet").set_index("customer_id")["segment"]
+    assert (after[before.index] == before).mean() > 0.99  # the same customers keep the same IDs
+    alignment = result["metrics"]["alignment"]
+    assert alignment["method"] == "label_overlap"
+    assert alignment["reference"] == str(first.resolve())
+    model = load_bundle(second / "bundle")
+    assert model.segment_names[1] == "Weekend shoppers"  # the user's name followed its customers
+    assert {s["id"]: s["name_source"] for s in model.segments["segments"]}[1] == "previous"
+    # A different reference model is a different clustering result: the cluster stage reruns.
+    rerun = run_training(shuffled, tmp_path / "third", config)
+    assert rerun["stages"]["cluster"] == "Cached"
+    run_training(data, tmp_path / "other-ref", _fast("evaluate.stability_resamples=0", "seed=9"))
+    moved = _fast(f"insights.align_to={tmp_path / 'other-ref'}", "seed=5", "evaluate.stability_resamples=0")
+    assert run_training(shuffled, tmp_path / "fourth", moved)["stages"]["cluster"] == "Completed"

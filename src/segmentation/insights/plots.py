@@ -44,22 +44,64 @@ def _label(seg: int, names: dict[int, str]) -> str:
     return f"{seg}: {names.get(seg, '')}" if seg != NOISE else "noise"
 
 
-def plot_segments_2d(x: np.ndarray, labels: np.ndarray, names: dict[int, str], path: Path) -> Path:
-    """Customers on the first two principal components of the preprocessed space, coloured by segment."""
+def embed_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, str, str]:
+    """Two coordinates per row and the axis labels: PCA (fast, linear) or t-SNE (local structure).
+
+    t-SNE costs O(n log n) per iteration with a large constant: callers pass a sample (a few thousand
+    rows), never the full table.
+    """
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
+        xy = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(
+            np.asarray(x, dtype=np.float32)
+        )
+        return xy, "t-SNE 1", "t-SNE 2"
     pca = PCAFeaturizer(n_components=2).fit(x)
-    xy = pca.transform(x)
+    ratio = pca.explained_variance_ratio_
+    return (
+        pca.transform(x),
+        f"PC1 ({ratio[0]:.0%} of variance)",
+        f"PC2 ({ratio[1]:.0%} of variance)" if len(ratio) > 1 else "PC2",
+    )
+
+
+def plot_segments_2d(
+    x: np.ndarray,
+    labels: np.ndarray,
+    names: dict[int, str],
+    path: Path,
+    *,
+    method: str = "pca",
+    seed: int = 0,
+) -> Path:
+    """Customers in 2-D (PCA of the preprocessed space, or t-SNE), coloured by segment."""
+    xy, xlabel, ylabel = embed_2d(x, method, seed)
     colours = segment_colours(sorted(set(labels.tolist())))
     fig, ax = plt.subplots(figsize=(8, 6))
     for seg in sorted(colours, key=lambda s: (s == NOISE, s)):
         mask = labels == seg
         ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.6, color=colours[seg], label=_label(seg, names))
-    ratio = pca.explained_variance_ratio_
-    ax.set(
-        title=f"Segments on the first two principal components ({len(labels):,} customers shown)",
-        xlabel=f"PC1 ({ratio[0]:.0%} of variance)",
-        ylabel=f"PC2 ({ratio[1]:.0%} of variance)" if len(ratio) > 1 else "PC2",
-    )
+    what = "t-SNE map" if method == "tsne" else "the first two principal components"
+    ax.set(title=f"Segments on {what} ({len(labels):,} customers shown)", xlabel=xlabel, ylabel=ylabel)
     ax.legend(markerscale=3, fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_segment_card(seg: int, diffs: pd.Series, name: str, colour: str, path: Path, n: int = 10) -> Path:
+    """One segment's largest standardized differences from the population (its "profile card")."""
+    chosen = sorted(diffs.items(), key=lambda item: (-abs(float(item[1])), str(item[0])))[:n][::-1]
+    labels = [str(k) for k, _ in chosen]
+    values = [float(v) for _, v in chosen]
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.32 * len(chosen)))
+    ax.barh(labels, values, color=[colour if v > 0 else mpl.colors.to_hex("#7f7f7f") for v in values])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set(
+        title=f"Segment {seg}: {name}" if seg != NOISE else "Noise (no segment)",
+        xlabel="standard deviations from the population mean",
+    )
+    ax.tick_params(axis="y", labelsize=8)
     return _save(fig, path)
 
 
@@ -149,22 +191,46 @@ def make_plots(
     chosen_k: int,
     history: list[dict[str, float]],
     max_points: int = 20_000,
+    embedding: str = "pca",
+    embedding_sample: int = 5_000,
     seed: int = 0,
 ) -> dict[str, str]:
-    """Write every plot of a run into ``plots_dir``; scatter and box plots use at most ``max_points`` rows."""
+    """Write every plot of a run into ``plots_dir``.
+
+    Scatter and box plots use at most ``max_points`` rows (t-SNE at most ``embedding_sample``), so the
+    cost is bounded whatever the number of customers; the other plots read per-segment summaries.
+
+    Returns:
+        Plot name -> path; per-segment profile cards are ``segment_<id>``.
+    """
     plots_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    limit = min(max_points, embedding_sample) if embedding == "tsne" else max_points
     rows = np.arange(len(labels))
-    if len(rows) > max_points:
-        rows = np.sort(np.random.default_rng(seed).choice(len(labels), max_points, replace=False))
-    sample_x, sample_labels, sample_raw = x[rows], labels[rows], raw.iloc[rows].reset_index(drop=True)
+    if len(rows) > limit:
+        rows = np.sort(rng.choice(len(labels), limit, replace=False))
+    box_rows = np.arange(len(labels))
+    if len(box_rows) > max_points:
+        box_rows = np.sort(np.random.default_rng(seed).choice(len(labels), max_points, replace=False))
+    sample_raw = raw.iloc[box_rows].reset_index(drop=True)
     out = {
-        "segments_2d": plot_segments_2d(sample_x, sample_labels, names, plots_dir / "segments_2d.png"),
+        "segments_2d": plot_segments_2d(
+            x[rows], labels[rows], names, plots_dir / "segments_2d.png", method=embedding, seed=seed
+        ),
         "profile_heatmap": plot_profile_heatmap(diffs, names, plots_dir / "profile_heatmap.png"),
-        "top_features": plot_top_features(sample_raw, sample_labels, diffs, plots_dir / "top_features.png"),
+        "top_features": plot_top_features(
+            sample_raw, labels[box_rows], diffs, plots_dir / "top_features.png"
+        ),
         "sizes": plot_sizes(labels, names, plots_dir / "sizes.png"),
     }
     if len(k_scores) > 1:
         out["k_selection"] = plot_k_selection(k_scores, chosen_k, plots_dir / "k_selection.png")
     if history:
         out["loss_history"] = plot_loss_history(history, plots_dir / "loss_history.png")
+    colours = segment_colours([int(s) for s in diffs.index])
+    for seg in (int(s) for s in diffs.index):
+        card = "segment_noise" if seg == NOISE else f"segment_{seg}"
+        out[card] = plot_segment_card(
+            seg, diffs.loc[seg], names.get(seg, ""), colours[seg], plots_dir / f"{card}.png"
+        )
     return {name: str(path) for name, path in out.items()}

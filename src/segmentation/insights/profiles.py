@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from segmentation.clustering import NOISE
+from segmentation.errors import ConfigError
 
 _NAME_FEATURES = 2
 _MAX_NAME_FEATURES = 4
@@ -78,41 +79,98 @@ def segment_names(diffs: pd.DataFrame) -> dict[int, str]:
     return {seg: (f"{name} (segment {seg})" if counts[name] > 1 else name) for seg, name in names.items()}
 
 
+def resolve_names(
+    derived: dict[int, str], user: dict[int, str], carried: dict[int, str] | None = None
+) -> tuple[dict[int, str], dict[int, str]]:
+    """Final names and where each came from: ``user`` beats ``previous`` (carried over) beats ``auto``.
+
+    Args:
+        derived: names from :func:`segment_names`.
+        user: the user's mapping (``insights.names``); every key must be a segment of this model.
+        carried: user names of the previous model, already keyed by aligned IDs.
+
+    Returns:
+        ``(names, sources)``; a derived name that collides with a given one gets " (segment N)".
+
+    Raises:
+        ConfigError: a user name for a segment the model does not have.
+    """
+    unknown = sorted(set(user) - set(derived))
+    if unknown:
+        raise ConfigError(
+            f"insights.names: no segment {', '.join(map(str, unknown))} in this model; "
+            f"its segments are {', '.join(map(str, sorted(derived)))}"
+        )
+    names, sources = dict(derived), dict.fromkeys(derived, "auto")
+    for given, source in ((carried or {}, "previous"), (user, "user")):
+        for seg, name in given.items():
+            if seg in names:
+                names[seg], sources[seg] = name, source
+    taken = {name for seg, name in names.items() if sources[seg] != "auto"}
+    for seg, name in names.items():
+        if sources[seg] == "auto" and name in taken:
+            names[seg] = f"{name} (segment {seg})"
+    return names, sources
+
+
 def build_profile(
     raw: pd.DataFrame,
     diffs: pd.DataFrame,
     labels: np.ndarray,
     names: dict[int, str] | None = None,
     n_top: int = 3,
+    categorical: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per segment: name, size, share, top features, and mean/median/index of every raw feature.
+    """One row per segment: name, size, share, top features, and per-feature statistics.
+
+    For every numeric (and boolean, date) column: the segment mean, median and index vs the population
+    (segment mean / population mean x 100). For every categorical column and level: the share of the
+    segment's customers at that level and its index vs the population share.
 
     Args:
-        raw: original-unit feature values (numeric columns; NaN allowed), one row per customer.
+        raw: original-unit numeric feature values (NaN allowed), one row per customer.
         diffs: standardized differences per segment (:func:`standardized_differences`).
         labels: segment per row (-1 noise).
         names: segment names; derived with :func:`segment_names` when None.
         n_top: how many distinguishing features to list.
+        categorical: original categorical columns (missing values count as their own level).
     """
     names = names or segment_names(diffs)
-    population_mean = raw.mean(numeric_only=True)
     n = len(labels)
-    rows = []
-    for seg in diffs.index:
-        mask = labels == seg
-        part = raw[mask]
-        row: dict[str, object] = {
-            "segment": int(seg),
-            "name": names[int(seg)],
-            "size": int(mask.sum()),
-            "share": float(mask.sum() / n),
-            "top_features": "; ".join(f"{f} {v:+.2f}" for f, v in top_features(diffs.loc[seg], n_top)),
+    columns: dict[str, list[float]] = {}
+
+    def add(column: str, values: np.ndarray) -> None:
+        columns[column] = [float(v) for v in values]
+
+    segments = [int(s) for s in diffs.index]
+    grouped = raw.groupby(labels, sort=True)
+    means = grouped.mean().reindex(segments)
+    medians = grouped.median().reindex(segments)
+    population = raw.mean()
+    for column in raw.columns:
+        base = float(population[column])
+        add(f"{column}__mean", means[column].to_numpy())
+        add(f"{column}__median", medians[column].to_numpy())
+        index = means[column].to_numpy() / base * 100 if base != 0 else np.full(len(segments), np.nan)
+        add(f"{column}__index", index)
+    if categorical is not None:
+        for column in categorical.columns:
+            values = categorical[column].astype("string").fillna("<missing>")
+            shares = pd.crosstab(labels, values, normalize="index").reindex(segments).fillna(0.0)
+            overall = values.value_counts(normalize=True)
+            for level in sorted(overall.index):
+                add(f"{column}={level}__share", shares[level].to_numpy())
+                add(f"{column}={level}__index", shares[level].to_numpy() / overall[level] * 100)
+    sizes = pd.Series(labels).value_counts().reindex(segments).fillna(0).astype(int)
+    head = pd.DataFrame(
+        {
+            "segment": segments,
+            "name": [names[s] for s in segments],
+            "size": sizes.to_numpy(),
+            "share": sizes.to_numpy() / n,
+            "top_features": [
+                "; ".join(f"{f} {v:+.2f}" for f, v in top_features(diffs.loc[s], n_top)) for s in segments
+            ],
         }
-        means, medians = part.mean(numeric_only=True), part.median(numeric_only=True)
-        for column in raw.columns:
-            base = population_mean[column]
-            row[f"{column}__mean"] = float(means[column])
-            row[f"{column}__median"] = float(medians[column])
-            row[f"{column}__index"] = float(means[column] / base * 100) if base not in (0, 0.0) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+    )
+    return pd.concat([head, pd.DataFrame(columns)], axis=1)

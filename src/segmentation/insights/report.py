@@ -1,0 +1,379 @@
+"""The run report a marketing team reads: ``report.html`` (self-contained) and ``report.md``.
+
+The content is built once as a list of blocks (headings, paragraphs, tables, images, warnings) and
+rendered twice: Markdown links the PNGs in ``plots/``; HTML embeds them as base64 data URIs so the file
+can be mailed or attached to a ticket on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from segmentation.clustering import NOISE
+from segmentation.data.io import write_text
+from segmentation.insights.profiles import top_features
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When the report warns (shares of all customers)."""
+
+    small_segment: float = 0.02
+    large_segment: float = 0.60
+    noise: float = 0.10
+
+
+# ------------------------------------------------------------------------------------------- blocks
+@dataclass(frozen=True)
+class Heading:
+    """A section title (level 1-3)."""
+
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Para:
+    """A paragraph of plain text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    """A bulleted list."""
+
+    items: list[str]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table with a header row."""
+
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A plot from ``plots/`` (path relative to the run directory)."""
+
+    path: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class Warnings:
+    """Warnings shown in a highlighted box (or 'no warnings')."""
+
+    items: list[str]
+
+
+@dataclass(frozen=True)
+class Code:
+    """Preformatted text (the configuration)."""
+
+    text: str
+
+
+Block = Heading | Para | Bullets | Table | Image | Warnings | Code
+
+
+# ----------------------------------------------------------------------------------------- content
+def report_warnings(
+    segments: list[dict[str, Any]], noise_fraction: float, thresholds: Thresholds
+) -> list[str]:
+    """Tiny segments, a dominant segment, too much noise: what to check before acting on the result."""
+    out = []
+    for seg in segments:
+        if seg["id"] == NOISE:
+            continue
+        label = f"segment {seg['id']} ({seg['name']})"
+        if seg["share"] < thresholds.small_segment:
+            out.append(
+                f"{label} holds {seg['share']:.1%} of customers ({seg['size']:,}), under "
+                f"{thresholds.small_segment:.0%}: too small to target on its own; consider fewer segments."
+            )
+        if seg["share"] > thresholds.large_segment:
+            out.append(
+                f"{label} holds {seg['share']:.1%} of customers, over {thresholds.large_segment:.0%}: "
+                "the segmentation barely splits the base; consider more segments or other features."
+            )
+    if noise_fraction > thresholds.noise:
+        out.append(
+            f"{noise_fraction:.1%} of customers are noise (in no segment), over {thresholds.noise:.0%}: "
+            "the density clusterer's parameters may be too strict."
+        )
+    return out
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    magnitude = abs(float(value))
+    if magnitude >= 1000:
+        return f"{float(value):,.0f}"
+    return f"{float(value):.{digits}g}" if magnitude < 1 else f"{float(value):,.{digits - 1}f}"
+
+
+def highlights(profile_row: pd.Series, centroid: pd.Series, n: int = 5) -> list[str]:
+    """The segment's largest standardized differences, with its values in original units.
+
+    Numeric features read "mean M vs population P (index I)"; categorical levels read "S of the segment
+    vs P overall".
+    """
+    items = []
+    for feature, diff in top_features(centroid, n):
+        direction = f"{'higher' if diff > 0 else 'lower'} ({diff:+.2f} SD)"
+        mean, index = profile_row.get(f"{feature}__mean"), profile_row.get(f"{feature}__index")
+        share, share_index = profile_row.get(f"{feature}__share"), profile_row.get(f"{feature}__index")
+        if mean is not None and index is not None and not pd.isna(index) and index != 0:
+            population = float(mean) / float(index) * 100
+            items.append(
+                f"{feature}: {direction}; mean {_num(float(mean))} vs {_num(population)} overall "
+                f"(index {float(index):.0f})"
+            )
+        elif share is not None and share_index is not None and not pd.isna(share_index) and share_index != 0:
+            overall = float(share) / float(share_index) * 100
+            items.append(
+                f"{feature}: {direction}; {float(share):.1%} of the segment vs {overall:.1%} overall"
+            )
+        else:
+            items.append(f"{feature}: {direction}")
+    return items
+
+
+@dataclass
+class ReportContext:
+    """Everything the report shows, from the bundle's manifest and the run's outputs."""
+
+    manifest: dict[str, Any]
+    segments: list[dict[str, Any]]
+    centroids: pd.DataFrame
+    profile: pd.DataFrame
+    plots: dict[str, str]
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    feature_count: int = 0
+
+
+def build_blocks(ctx: ReportContext, run_dir: Path) -> list[Block]:
+    """The report's content, in reading order."""
+    metrics = ctx.manifest.get("metrics", {})
+    data = ctx.manifest.get("data", {})
+    config = ctx.manifest.get("config", {})
+    plots = {name: Path(path) for name, path in ctx.plots.items()}
+
+    def image(name: str, alt: str) -> list[Block]:
+        if name not in plots:
+            return []
+        path = plots[name]
+        return [Image(str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path), alt)]
+
+    blocks: list[Block] = [
+        Heading(1, f"Customer segments: {ctx.manifest.get('name', 'segmentation')}"),
+        Para(
+            f"{metrics.get('n_rows', 0):,} customers from {Path(str(data.get('source', '?'))).name}, "
+            f"{metrics.get('n_clusters', len(ctx.segments))} segments. Trained "
+            f"{ctx.manifest.get('created_at', '?')} (code {ctx.manifest.get('code_version', '?')})."
+        ),
+        Heading(2, "Warnings"),
+        Warnings(report_warnings(ctx.segments, float(metrics.get("noise_fraction", 0.0)), ctx.thresholds)),
+        Heading(2, "Run summary"),
+    ]
+    cluster, featurize = config.get("cluster", {}), config.get("featurize", {})
+    k_sel = metrics.get("k_selection", {})
+    stability = metrics.get("stability") or {}
+    summary = [
+        ["data", f"{data.get('source', '?')} (sha256 {str(data.get('content_hash', ''))[:12]})"],
+        ["customers", _num(int(metrics.get("n_rows", 0)))],
+        ["input features", _num(ctx.feature_count)],
+        [
+            "featurizer",
+            f"{featurize.get('kind', '?')}, {metrics.get('featurizer', {}).get('output_dim', '?')} dims",
+        ],
+        [
+            "clusterer",
+            f"{cluster.get('kind', '?')}, k chosen by {k_sel.get('criterion', 'n/a')}"
+            if cluster.get("n_clusters") is None and "search" in cluster
+            else str(cluster.get("kind", "?")),
+        ],
+        ["segments", _num(int(metrics.get("n_clusters", len(ctx.segments))))],
+        ["silhouette (preprocessed space)", _num(metrics.get("silhouette"))],
+        ["Davies-Bouldin", _num(metrics.get("davies_bouldin"))],
+        ["Calinski-Harabasz", _num(metrics.get("calinski_harabasz"))],
+        ["noise", f"{float(metrics.get('noise_fraction', 0.0)):.1%}"],
+        ["bundle reproduces training labels", f"{float(metrics.get('assignment_agreement', 1.0)):.2%}"],
+        ["stability (mean pairwise ARI)", _num(stability.get("ari_pairwise_mean"))],
+        ["seed", str(config.get("seed", "?"))],
+    ]
+    alignment = metrics.get("alignment")
+    if alignment:
+        summary.append(["IDs aligned to", f"{alignment.get('reference', '?')} ({alignment['method']})"])
+    blocks += [Table(["", "value"], summary), Heading(2, "Segments at a glance")]
+    blocks.append(
+        Table(
+            ["ID", "name", "customers", "share", "stability (Jaccard)", "distinguishing features"],
+            [
+                [
+                    str(seg["id"]),
+                    seg["name"],
+                    _num(int(seg["size"])),
+                    f"{seg['share']:.1%}",
+                    _num((stability.get("jaccard_per_segment") or {}).get(str(seg["id"]))),
+                    ", ".join(f"{f} {v:+.2f}" for f, v in top_features(ctx.centroids.loc[seg["id"]], 3)),
+                ]
+                for seg in ctx.segments
+            ],
+        )
+    )
+    blocks += image("sizes", "Segment sizes")
+    blocks += image("segments_2d", "Customers in two dimensions, coloured by segment")
+    blocks += image("profile_heatmap", "Standardized difference of every feature per segment")
+    blocks += image("top_features", "Distributions of the most discriminating features per segment")
+
+    profile = ctx.profile.set_index("segment")
+    for seg in ctx.segments:
+        sid = int(seg["id"])
+        blocks.append(Heading(2, f"Segment {sid}: {seg['name']}" if sid != NOISE else "Noise"))
+        source = {"user": "named by you", "previous": "name kept from the previous model"}.get(
+            seg.get("name_source", "auto"), "name derived from its top features"
+        )
+        jaccard = (stability.get("jaccard_per_segment") or {}).get(str(sid))
+        blocks.append(
+            Para(
+                f"{int(seg['size']):,} customers ({seg['share']:.1%}); {source}"
+                + (f"; stability (Jaccard) {jaccard:.2f}." if jaccard is not None else ".")
+            )
+        )
+        if sid in profile.index:
+            blocks.append(Bullets(highlights(profile.loc[sid], ctx.centroids.loc[sid])))
+        blocks += image("segment_noise" if sid == NOISE else f"segment_{sid}", f"Profile of segment {sid}")
+
+    blocks.append(Heading(2, "Stability"))
+    if stability:
+        blocks.append(
+            Para(
+                f"{stability['resamples']} refits on {stability['fraction']:.0%} subsamples of "
+                f"{stability['sample_size']:,} customers. Adjusted Rand index between refits on the "
+                f"customers they share: mean {_num(stability.get('ari_pairwise_mean'))}, minimum "
+                f"{_num(stability.get('ari_pairwise_min'))} (1 = identical segmentations, 0 = chance). "
+                f"Lowest per-segment Jaccard: {_num(stability.get('jaccard_min'))}."
+            )
+        )
+    else:
+        blocks.append(Para("Not measured (evaluate.stability_resamples = 0)."))
+    blocks.append(Heading(2, "How the model was chosen"))
+    blocks += image("k_selection", "Criterion for every number of segments tried")
+    blocks += image("loss_history", "Autoencoder loss per epoch")
+    blocks += [
+        Heading(2, "Configuration"),
+        Code(yaml.safe_dump(config, sort_keys=False).strip()),
+    ]
+    return blocks
+
+
+# --------------------------------------------------------------------------------------- rendering
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    """Markdown with images linked relative to the run directory."""
+    lines: list[str] = []
+    for block in blocks:
+        match block:
+            case Heading(level, text):
+                lines += [f"{'#' * level} {text}", ""]
+            case Para(text):
+                lines += [text, ""]
+            case Bullets(items):
+                lines += [*(f"- {item}" for item in items), ""]
+            case Table(header, rows):
+                lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+                lines.append("| " + " | ".join("---" for _ in header) + " |")
+                lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+                lines.append("")
+            case Image(path, alt):
+                lines += [f"![{alt}]({path})", ""]
+            case Warnings(items):
+                lines += [*(f"- **Warning:** {item}" for item in items)] if items else ["No warnings."]
+                lines.append("")
+            case Code(text):
+                lines += ["```yaml", text, "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{border-bottom:2px solid #1f77b4;padding-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:.3em .6em;
+text-align:left;vertical-align:top}th{background:#f3f5f8}img{max-width:100%;height:auto;display:block;
+margin:1em 0}.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.6em 1em}
+.ok{background:#eef8ee;border-left:4px solid #3a3;padding:.6em 1em}pre{background:#f6f8fa;padding:1em;
+overflow:auto;font-size:.85em}
+"""
+
+
+def render_html(blocks: list[Block], run_dir: Path) -> str:
+    """One self-contained HTML file: styles inline, every image embedded as a data URI.
+
+    Raises:
+        FileNotFoundError: when a plot the report shows is missing (a report with a broken image is
+            worse than none).
+    """
+    esc = html.escape
+    title = next((b.text for b in blocks if isinstance(b, Heading)), "Segments report")
+    body: list[str] = []
+    for block in blocks:
+        match block:
+            case Heading(level, text):
+                body.append(f"<h{level}>{esc(text)}</h{level}>")
+            case Para(text):
+                body.append(f"<p>{esc(text)}</p>")
+            case Bullets(items):
+                body.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>")
+            case Table(header, rows):
+                head = "".join(f"<th>{esc(h)}</th>" for h in header)
+                cells = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
+            case Image(path, alt):
+                data = base64.b64encode((run_dir / path).read_bytes()).decode("ascii")
+                body.append(f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}" title="{esc(alt)}">')
+            case Warnings(items):
+                if items:
+                    body.append(
+                        '<div class="warn"><ul>'
+                        + "".join(f"<li>{esc(i)}</li>" for i in items)
+                        + "</ul></div>"
+                    )
+                else:
+                    body.append('<div class="ok">No warnings.</div>')
+            case Code(text):
+                body.append(f"<pre>{esc(text)}</pre>")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def write_report(ctx: ReportContext, run_dir: Path) -> dict[str, str]:
+    """Write ``report.md`` and ``report.html`` into ``run_dir`` (atomically); return their paths."""
+    blocks = build_blocks(ctx, run_dir)
+    return {
+        "report_html": str(write_text(render_html(blocks, run_dir), run_dir / "report.html")),
+        "report_md": str(write_text(render_markdown(blocks), run_dir / "report.md")),
+    }
