@@ -26,6 +26,13 @@ Stages (ours | baseline):
   full ``silhouette_score`` where it fits (n <= 50,000), else an estimate from a timed 20,000-row
   silhouette scaled by ``(n / 20,000) ** 2``.
 
+Plots and report (not in the stage totals): after training, each side draws its plots. Ours is the flow's
+visualize stage, ``pipeline.write_insights`` (profile.csv, every PNG from a 20,000-row sample, report.html
+and report.md); the baseline draws the same kinds of plot naively from every row (scatter on two principal
+components, box plots of four features, a per-segment mean heatmap) plus a groupby profile. Time and the
+memory the step adds (peak current RSS during the step minus RSS before it, sampled every 10 ms) are
+reported side by side.
+
 Quality is compared on the same rows: silhouettes of both label sets in both preprocessed spaces (all rows
 of CC GENERAL; the evaluation's seeded 10,000-row sample on larger tables), ARI against the planted
 segments (synthetic only) and ARI between the two label sets.
@@ -99,6 +106,40 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+def current_rss_mib() -> float:
+    """Resident set size now, in MiB (Linux ``/proc/self/statm``; peak RSS elsewhere)."""
+    statm = Path("/proc/self/statm")
+    if statm.exists():
+        return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return peak_rss_mib()
+
+
+@contextlib.contextmanager
+def memory_added(result: dict[str, float]) -> Iterator[None]:
+    """Record the largest RSS increase over the starting RSS while the block runs (10 ms sampling)."""
+    import threading
+
+    gc.collect()
+    start = current_rss_mib()
+    peak = [start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], current_rss_mib())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        result["seconds"] = time.perf_counter() - began
+        result["added_mib"] = max(peak[0], current_rss_mib()) - start
+
+
 def sample_index(n: int, size: int, seed: int) -> np.ndarray:
     """The seeded row sample ``segmentation.clustering.sampled_silhouette`` draws (all rows are clustered)."""
     if n <= size:
@@ -168,8 +209,8 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
             table = pipeline.validate_table(frame, config.data, source=str(path), seed=config.seed)
         del frame  # the workflow keeps only the validated table
         with timer("preprocess"):
-            _, x = pipeline.fit_preprocessing(table, config.preprocess, float32=config.data.float32,
-                                              seed=config.seed)
+            pre, x = pipeline.fit_preprocessing(table, config.preprocess, float32=config.data.float32,
+                                                seed=config.seed)
         with timer("featurize"):
             featurizer, z = pipeline.fit_features(x, config.featurize, seed=config.seed)
         with timer("cluster"):
@@ -187,7 +228,17 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     silhouette_s = time.perf_counter() - start
     idx = sample_index(len(x), config.evaluate.silhouette_sample, config.seed)
     save_quality_arrays(Path(spec["prefix"] + "_ours"), result.labels, x, idx)
+    model = pipeline.assemble_model(table, pre, featurizer, result, x, metrics, config=config,
+                                    data_hash="benchmark", source=str(path))
+    insights: dict[str, float] = {}
+    logger.info("ours: plots and report")
+    with memory_added(insights):
+        written = pipeline.write_insights(Path(spec["prefix"] + "_ours_run"), model, table.frame,
+                                          result.labels, x, featurizer.history, seed=config.seed)
+    insights["plots"] = len(list(Path(written["plots"]).glob("*.png")))
+    logger.info("  plots+report %8.3f s, +%.0f MiB", insights["seconds"], insights["added_mib"])
     return {
+        "insights": insights,
         "stages": _median_stages(runs), "runs": runs, "peak_rss_mib": peak_rss_mib(),
         "rss_after_imports_mib": rss_imports, "n_rows": len(x), "x_dim": int(x.shape[1]),
         "x_dtype": str(x.dtype), "z_dim": int(z.shape[1]), "k": int(result.model.n_clusters_),
@@ -254,13 +305,52 @@ def worker_baseline(spec: dict[str, Any]) -> dict[str, Any]:
                     len(x), evaluate["estimated_full_s"] / 3600)
     idx = sample_index(len(x), spec["silhouette_sample"], seed)
     save_quality_arrays(Path(spec["prefix"] + "_baseline"), labels, x, idx)
+    insights: dict[str, float] = {}
+    logger.info("baseline: naive plots from every row")
+    with memory_added(insights):
+        insights["plots"] = naive_plots(x, labels, Path(spec["prefix"] + "_baseline_plots"))
+    logger.info("  plots      %8.3f s, +%.0f MiB", insights["seconds"], insights["added_mib"])
     return {
+        "insights": insights,
         "stages": _median_stages(runs), "runs": runs, "peak_rss_mib": peak_rss_mib(),
         "rss_after_imports_mib": rss_imports, "n_rows": len(x), "x_dim": int(x.shape[1]),
         "x_dtype": str(x.dtype), "z_dim": int(z.shape[1]), "k": len(np.unique(labels)),
         "kmeans_n_iter": int(km.n_iter_),
         "evaluate": evaluate,
     }
+
+
+def naive_plots(x: np.ndarray, labels: np.ndarray, out: Path) -> int:
+    """What a notebook does: every row in the scatter and the box plots, a groupby profile."""
+    import matplotlib as mpl
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from sklearn.decomposition import PCA
+
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(x)
+    profile = frame.groupby(labels).agg(["mean", "median"])
+    profile.to_csv(out / "profile.csv")
+    xy = PCA(n_components=2).fit_transform(x)
+    fig, ax = plt.subplots(figsize=(8, 6))
+    ax.scatter(xy[:, 0], xy[:, 1], c=labels, s=1, cmap="tab10")
+    fig.savefig(out / "scatter.png", dpi=110)
+    plt.close(fig)
+    means = frame.groupby(labels).mean()
+    fig, ax = plt.subplots(figsize=(12, 4))
+    ax.imshow(means.to_numpy(), aspect="auto", cmap="RdBu_r")
+    fig.savefig(out / "heatmap.png", dpi=110)
+    plt.close(fig)
+    segments = np.unique(labels)
+    top = means.abs().max().sort_values(ascending=False).index[:4]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.5))
+    for ax, column in zip(axes, top, strict=True):
+        ax.boxplot([x[labels == seg, column] for seg in segments])
+    fig.savefig(out / "boxplots.png", dpi=110)
+    plt.close(fig)
+    return 3
 
 
 WORKERS = {"generate": worker_generate, "ours": worker_ours, "baseline": worker_baseline}
@@ -378,6 +468,21 @@ def build_rows(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     return rows, rows_q
 
 
+INSIGHTS_HEADER = ["plots and report", "ours", "baseline (every row)", "ratio (baseline/ours)"]
+
+
+def insights_rows(res: dict[str, Any]) -> list[list[str]]:
+    """Time and added memory of drawing the plots (ours: plus profile and report)."""
+    ours, base = res["ours"]["insights"], res["baseline"]["insights"]
+    return [
+        ["seconds", fmt_s(ours["seconds"]), fmt_s(base["seconds"]),
+         fmt_ratio(base["seconds"] / ours["seconds"])],
+        ["memory added (MiB)", f"{ours['added_mib']:,.0f}", f"{base['added_mib']:,.0f}",
+         fmt_ratio(base["added_mib"] / ours["added_mib"]) if ours["added_mib"] > 1 else "n/a"],
+        ["PNG files", str(int(ours["plots"])), str(int(base["plots"])), ""],
+    ]
+
+
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     """Aligned plain-text table (first column left, others right-aligned)."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -431,6 +536,10 @@ def notes(results: list[dict[str, Any]], n_init: int) -> list[str]:
         f"Calinski-Harabasz on all rows; baseline = full silhouette_score, run only up to "
         f"{FULL_SILHOUETTE_MAX_ROWS:,} rows, else estimated as t({SILHOUETTE_PROBE_ROWS:,} rows) x "
         f"(n / {SILHOUETTE_PROBE_ROWS:,})^2.",
+        "plots and report (not in the totals): ours = the flow's visualize stage (profile.csv, every PNG "
+        "from a 20,000-row sample, one card per segment, report.html with embedded images, report.md); "
+        "baseline = scatter, box plots and heatmap drawn from every row, groupby mean/median profile. "
+        "Memory added = peak current RSS during the step minus RSS before it (10 ms sampling).",
         "peak RSS: high-water mark (VmHWM) of each side's process, including the interpreter and imports ("
         + "; ".join(f"{r['label']}: ours {r['ours']['rss_after_imports_mib']:,.0f} MiB, baseline "
                     f"{r['baseline']['rss_after_imports_mib']:,.0f} MiB after imports" for r in results)
@@ -443,7 +552,8 @@ def render_text(results: list[dict[str, Any]], n_init: int) -> str:
     parts = []
     for res in results:
         rows, rows_q = build_rows(res)
-        parts += [title(res), "", text_table(TIMING_HEADER, rows), "", text_table(QUALITY_HEADER, rows_q), ""]
+        parts += [title(res), "", text_table(TIMING_HEADER, rows), "", text_table(QUALITY_HEADER, rows_q), "",
+                  text_table(INSIGHTS_HEADER, insights_rows(res)), ""]
     parts += ["Notes:", *(f"  - {n}" for n in notes(results, n_init))]
     return "\n".join(parts)
 
@@ -457,7 +567,8 @@ def render_md(results: list[dict[str, Any]], meta: dict[str, Any], n_init: int) 
     for res in results:
         rows, rows_q = build_rows(res)
         parts += [f"### {title(res)}", "", md_table(TIMING_HEADER, rows), "",
-                  md_table(QUALITY_HEADER, rows_q, left_last=True), ""]
+                  md_table(QUALITY_HEADER, rows_q, left_last=True), "",
+                  md_table(INSIGHTS_HEADER, insights_rows(res)), ""]
     parts += ["Notes:", "", *(f"- {n}" for n in notes(results, n_init)), ""]
     return "\n".join(parts)
 
