@@ -18,7 +18,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/segment train --out runs/demo
-	@echo "Demo finished: runs/demo/ holds bundle/, metrics.json, labels.parquet, profile.csv and plots/"
+	@echo "Demo finished: open runs/demo/report.html (also report.md, profile.csv, plots/, bundle/, metrics.json, labels.parquet)"
 
 lint: setup
 	$(BIN)/ruff check src workflows tests benchmarks

@@ -421,10 +421,9 @@ def write_insights(
 
     settings = insights_config(model)
     pre = model.preprocessor
-    raw = pre.raw_frame(frame)
     categorical_columns = [c.name for c in model.schema.columns if c.kind == "categorical"]
     profile = build_profile(
-        raw,
+        ((name, pre.raw_column(frame, name)) for name in pre.dense_columns),  # one column at a time
         model.centroids,
         labels,
         model.segment_names,
@@ -437,7 +436,7 @@ def write_insights(
         out_dir / "plots",
         x=x,
         labels=labels,
-        raw=raw,
+        raw=lambda rows: pre.raw_frame(frame.iloc[rows]),
         diffs=model.centroids,
         names=model.segment_names,
         k_scores=metrics["k_selection"]["scores"],

@@ -75,26 +75,34 @@ class Preprocessor:
     def _categorical_columns(self) -> list[str]:
         return [c.name for c in self.schema.columns if c.kind == "categorical"]
 
+    @property
+    def dense_columns(self) -> list[str]:
+        """Numeric, boolean and date columns, in the order of the preprocessed matrix."""
+        return list(self._dense_columns)
+
+    def raw_column(self, frame: pd.DataFrame, name: str) -> np.ndarray:
+        """One numeric, boolean or date column in original units (float64, NaN for missing or infinite).
+
+        Dates are days before the reference date. Column by column, so profiles of millions of rows need
+        one column's memory at a time, not the whole table's.
+        """
+        spec = self.schema.column(name)
+        series = frame[name]
+        if spec.kind == "datetime":
+            ref = pd.Timestamp(self.schema.reference_date)
+            days = (ref - parse_dates(series)).dt.total_seconds() / 86400.0
+            values = days.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif spec.kind == "boolean":
+            values = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        values = np.array(values, dtype=np.float64)  # a private copy: never a view of the caller's frame
+        values[~np.isfinite(values)] = np.nan  # infinities are treated as missing and imputed
+        return values
+
     def _dense_matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        ref = pd.Timestamp(self.schema.reference_date) if self.schema.reference_date else None
-        blocks = []
-        for name in self._dense_columns:
-            spec = self.schema.column(name)
-            series = frame[name]
-            if spec.kind == "datetime":
-                stamps = parse_dates(series)
-                days = (ref - stamps).dt.total_seconds() / 86400.0
-                values = days.to_numpy(dtype=np.float64, na_value=np.nan)
-            elif spec.kind == "boolean":
-                values = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
-            else:
-                values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            blocks.append(values)
-        if not blocks:
-            return np.empty((len(frame), 0))
-        dense = np.column_stack(blocks)
-        dense[~np.isfinite(dense)] = np.nan  # infinities are treated as missing and imputed
-        return dense
+        blocks = [self.raw_column(frame, name) for name in self._dense_columns]
+        return np.column_stack(blocks) if blocks else np.empty((len(frame), 0))
 
     def raw_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Numeric, boolean and date columns in original units, before imputation (for profiles).

@@ -6,6 +6,7 @@ bounded in time and memory on millions of customers. Figures are written atomica
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib as mpl
@@ -184,7 +185,7 @@ def make_plots(
     *,
     x: np.ndarray,
     labels: np.ndarray,
-    raw: pd.DataFrame,
+    raw: pd.DataFrame | Callable[[np.ndarray], pd.DataFrame],
     diffs: pd.DataFrame,
     names: dict[int, str],
     k_scores: dict[str, float | None],
@@ -199,6 +200,8 @@ def make_plots(
 
     Scatter and box plots use at most ``max_points`` rows (t-SNE at most ``embedding_sample``), so the
     cost is bounded whatever the number of customers; the other plots read per-segment summaries.
+    ``raw`` (original units, for the box plots) may be a function returning the given rows, so only the
+    sampled rows are ever converted.
 
     Returns:
         Plot name -> path; per-segment profile cards are ``segment_<id>``.
@@ -212,7 +215,9 @@ def make_plots(
     box_rows = np.arange(len(labels))
     if len(box_rows) > max_points:
         box_rows = np.sort(np.random.default_rng(seed).choice(len(labels), max_points, replace=False))
-    sample_raw = raw.iloc[box_rows].reset_index(drop=True)
+    sample_raw = (raw.iloc[box_rows] if isinstance(raw, pd.DataFrame) else raw(box_rows)).reset_index(
+        drop=True
+    )
     out = {
         "segments_2d": plot_segments_2d(
             x[rows], labels[rows], names, plots_dir / "segments_2d.png", method=embedding, seed=seed

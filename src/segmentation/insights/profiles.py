@@ -10,6 +10,8 @@ purchases"), so the same model always gets the same names.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,8 +115,22 @@ def resolve_names(
     return names, sources
 
 
+def _segment_slices(labels: np.ndarray, segments: list[int]) -> tuple[np.ndarray, list[slice]]:
+    """Row order that groups rows by segment, and each segment's slice of that order."""
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+    starts = np.searchsorted(ordered, segments, side="left")
+    ends = np.searchsorted(ordered, segments, side="right")
+    return order, [slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def _nan_stat(fn: Any, values: np.ndarray) -> float:
+    finite = values[~np.isnan(values)]
+    return float(fn(finite)) if len(finite) else float("nan")
+
+
 def build_profile(
-    raw: pd.DataFrame,
+    raw: pd.DataFrame | Iterable[tuple[str, np.ndarray]],
     diffs: pd.DataFrame,
     labels: np.ndarray,
     names: dict[int, str] | None = None,
@@ -127,8 +143,11 @@ def build_profile(
     (segment mean / population mean x 100). For every categorical column and level: the share of the
     segment's customers at that level and its index vs the population share.
 
+    Columns are processed one at a time, so ``raw`` may be a generator of ``(name, values)`` pairs and
+    memory stays at one column of the table, whatever its width.
+
     Args:
-        raw: original-unit numeric feature values (NaN allowed), one row per customer.
+        raw: original-unit numeric values (NaN allowed): a DataFrame or ``(name, values)`` pairs.
         diffs: standardized differences per segment (:func:`standardized_differences`).
         labels: segment per row (-1 noise).
         names: segment names; derived with :func:`segment_names` when None.
@@ -136,41 +155,39 @@ def build_profile(
         categorical: original categorical columns (missing values count as their own level).
     """
     names = names or segment_names(diffs)
+    labels = np.asarray(labels)
     n = len(labels)
-    columns: dict[str, list[float]] = {}
-
-    def add(column: str, values: np.ndarray) -> None:
-        columns[column] = [float(v) for v in values]
-
     segments = [int(s) for s in diffs.index]
-    grouped = raw.groupby(labels, sort=True)
-    means = grouped.mean().reindex(segments)
-    medians = grouped.median().reindex(segments)
-    population = raw.mean()
-    for column in raw.columns:
-        base = float(population[column])
-        add(f"{column}__mean", means[column].to_numpy())
-        add(f"{column}__median", medians[column].to_numpy())
-        index = means[column].to_numpy() / base * 100 if base != 0 else np.full(len(segments), np.nan)
-        add(f"{column}__index", index)
+    order, slices = _segment_slices(labels, segments)
+    pairs = (
+        ((str(c), raw[c].to_numpy(np.float64)) for c in raw.columns) if isinstance(raw, pd.DataFrame) else raw
+    )
+    stats: dict[str, list[float]] = {}
+    for column, values in pairs:
+        grouped = np.asarray(values, dtype=np.float64)[order]
+        means = [_nan_stat(np.mean, grouped[part]) for part in slices]
+        base = _nan_stat(np.mean, grouped)
+        stats[f"{column}__mean"] = means
+        stats[f"{column}__median"] = [_nan_stat(np.median, grouped[part]) for part in slices]
+        stats[f"{column}__index"] = [m / base * 100 if base != 0 else float("nan") for m in means]
     if categorical is not None:
         for column in categorical.columns:
             values = categorical[column].astype("string").fillna("<missing>")
             shares = pd.crosstab(labels, values, normalize="index").reindex(segments).fillna(0.0)
             overall = values.value_counts(normalize=True)
             for level in sorted(overall.index):
-                add(f"{column}={level}__share", shares[level].to_numpy())
-                add(f"{column}={level}__index", shares[level].to_numpy() / overall[level] * 100)
-    sizes = pd.Series(labels).value_counts().reindex(segments).fillna(0).astype(int)
+                stats[f"{column}={level}__share"] = shares[level].tolist()
+                stats[f"{column}={level}__index"] = (shares[level] / overall[level] * 100).tolist()
+    sizes = np.array([part.stop - part.start for part in slices], dtype=np.int64)
     head = pd.DataFrame(
         {
             "segment": segments,
             "name": [names[s] for s in segments],
-            "size": sizes.to_numpy(),
-            "share": sizes.to_numpy() / n,
+            "size": sizes,
+            "share": sizes / n,
             "top_features": [
                 "; ".join(f"{f} {v:+.2f}" for f, v in top_features(diffs.loc[s], n_top)) for s in segments
             ],
         }
     )
-    return pd.concat([head, pd.DataFrame(columns)], axis=1)
+    return pd.concat([head, pd.DataFrame(stats)], axis=1)
