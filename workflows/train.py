@@ -24,12 +24,13 @@ from prefect.context import TaskRunContext
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.states import State
 
-from segmentation import pipeline
+from segmentation import pipeline, tracking
 from segmentation.bundle import load_bundle
 from segmentation.clustering import ClusterResult
 from segmentation.config import SegmentConfig
 from segmentation.data.io import file_digest, read_table
 from segmentation.errors import DataValidationError
+from segmentation.registry import LocalRegistry, registry_root
 from segmentation.stage_store import StageRef, save_stage
 
 
@@ -167,9 +168,45 @@ def visualize(out_dir: str, stages: dict[str, StageRef], config: SegmentConfig) 
     )
 
 
+@task(name="register", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
+def register(out_dir: str, config: SegmentConfig) -> dict[str, str]:
+    """Register the bundle as a new version of the model (``candidate``); production moves only by promote."""
+    if not config.registry.auto_register:
+        return {}
+    registry = LocalRegistry(registry_root(config.registry.dir), config.registry.name or config.model_name)
+    version = registry.register(Path(out_dir) / "bundle", source=out_dir)
+    get_run_logger().info("registered %s %s (digest %s)", registry.name, version.tag, version.digest[:12])
+    return {"registry": f"{registry.name}:{version.tag}"}
+
+
+@task(name="track", retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_io_only)
+def track(
+    out_dir: str, config: SegmentConfig, data_path: str, paths: dict[str, str], group: str | None
+) -> dict[str, str]:
+    """Log the run to W&B (offline files unless an API key is set; nothing when disabled)."""
+    extra = {"registry_version": paths["registry"]} if "registry" in paths else {}
+    tracked = tracking.track_training(
+        Path(out_dir),
+        config=config,
+        data_path=data_path,
+        model_name=config.registry.name or config.model_name,
+        paths=paths,
+        group=group,
+        summary_extra=extra,
+    )
+    if tracked is None:
+        return {}
+    out = {"wandb_run": str(tracked.run_path), "wandb_mode": tracked.mode}
+    if tracked.url:
+        out["wandb_url"] = tracked.url
+    return out
+
+
 @flow(name="train-segmentation", log_prints=False, persist_result=False)
-def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
-    """Validate → preprocess → featurize → cluster → evaluate → write the bundle → profile, plots, report.
+def train_segmentation(
+    data_path: str, out_dir: str, config: SegmentConfig, tracking_group: str | None = None
+) -> dict[str, Any]:
+    """Validate, preprocess, featurize, cluster, evaluate, bundle, insights, register, track (W&B).
 
     Returns:
         ``{"out_dir", "paths", "metrics", "stages", "n_rows"}`` where ``stages`` maps each stage to its
@@ -207,6 +244,8 @@ def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> d
     refs = {"load": table, "preprocess": preprocessed, "featurize": features, "cluster": clustered}
     paths = write_outputs(out_dir, refs, metrics, config, data_hash, data_path)
     paths |= visualize(out_dir, refs, config)
+    paths |= register(out_dir, config)
+    paths |= track(out_dir, config, data_path, paths, tracking_group)
     logger.info("stages: %s", ", ".join(f"{k}={v}" for k, v in states.items()))
     return {
         "out_dir": out_dir,
@@ -217,9 +256,14 @@ def train_segmentation(data_path: str, out_dir: str, config: SegmentConfig) -> d
     }
 
 
-def run_training(data_path: str | Path, out_dir: str | Path, config: SegmentConfig) -> dict[str, Any]:
+def run_training(
+    data_path: str | Path, out_dir: str | Path, config: SegmentConfig, *, tracking_group: str | None = None
+) -> dict[str, Any]:
     """Run the flow with results persisted under :func:`state_home` (what the CLI calls)."""
     with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: state_home() / "results"}):
         return train_segmentation(
-            data_path=str(Path(data_path).resolve()), out_dir=str(Path(out_dir).resolve()), config=config
+            data_path=str(Path(data_path).resolve()),
+            out_dir=str(Path(out_dir).resolve()),
+            config=config,
+            tracking_group=tracking_group,
         )

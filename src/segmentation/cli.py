@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a segmentation model (runs the train-segmentation flow)")
     train.add_argument("--data", help="CSV or Parquet customer table (default: bundled CC GENERAL sample)")
     train.add_argument("--out", type=Path, help="output directory (default: runs/<model>-<timestamp>)")
+    train.add_argument(
+        "params",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="more overrides, as `wandb agent` passes sweep parameters (also accepted as --KEY=VALUE)",
+    )
     train.add_argument("--id-column", help="customer ID column (default: auto-detected)")
     train.add_argument(
         "--names",
@@ -82,6 +88,40 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument(
         "--out", type=Path, required=True, help=".csv or .parquet; truth goes to <stem>.truth.<ext>"
     )
+
+    sweep = sub.add_parser("sweep", help="run a W&B sweep YAML offline with W&B's own search engine")
+    sweep.add_argument(
+        "sweep_file", type=Path, help="sweep YAML (W&B format), e.g. sweeps/featurizer_x_clusterer.yaml"
+    )
+    sweep.add_argument("--data", help="training table (default: bundled CC GENERAL sample)")
+    sweep.add_argument(
+        "--count", type=int, help="number of trials (required for random/bayes without run_cap)"
+    )
+    sweep.add_argument("--seed", type=int, default=0, help="seed of the random/bayes proposals")
+    sweep.add_argument("--promote", action="store_true", help="register the best trial and run the gate")
+    _add_config_args(sweep)
+
+    registry = sub.add_parser("registry", help="the model registry")
+    registry_sub = registry.add_subparsers(dest="registry_command", required=True)
+    listing = registry_sub.add_parser("list", help="versions with metrics, aliases, data hash, created-at")
+    _add_config_args(listing)
+
+    promote = sub.add_parser("promote", help="move `production` to a version that passes the gate")
+    which = promote.add_mutually_exclusive_group()
+    which.add_argument("--version", help="version (v3, 3) or alias (default: candidate)")
+    which.add_argument(
+        "--best", metavar="METRIC", help="the version with the best METRIC (goal: registry.goal)"
+    )
+    promote.add_argument("--force", action="store_true", help="promote even if the gate refuses (recorded)")
+    _add_config_args(promote)
+
+    rollback = sub.add_parser("rollback", help="move `production` back to `previous`")
+    _add_config_args(rollback)
+
+    runs = sub.add_parser("runs", help="table of local runs: differing config and metrics")
+    runs.add_argument("roots", nargs="*", type=Path, help="directories to search (default: runs/ and sweeps)")
+    runs.add_argument("--sort", default="silhouette", help="metric or config key to sort by")
+    runs.add_argument("--ascending", action="store_true", help="smallest first (default: largest first)")
 
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -119,6 +159,7 @@ def resolve_config(args: argparse.Namespace) -> SegmentConfig:
         overrides.append(("insights.names", read_names(args.names)))
     if getattr(args, "align_to", None):
         overrides.append(("insights.align_to", str(args.align_to)))
+    overrides.extend(getattr(args, "params", []) or [])
     overrides.extend(args.overrides)
     return load_config(args.config, overrides)
 
@@ -190,6 +231,109 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from segmentation.data.io import sample_data_path
+    from workflows.sweep import run_sweep
+
+    data = args.data or str(sample_data_path())
+    if not Path(data).exists():
+        raise ConfigError(f"--data: file not found: {data}")
+    result = run_sweep(
+        args.sweep_file,
+        data=data,
+        config_path=args.config,
+        overrides=args.overrides,
+        count=args.count,
+        seed=args.seed,
+        promote=args.promote,
+    )
+    lines = [f"sweep {result.sweep_id}: {len(result.trials)} trials in {result.directory}"]
+    for trial in result.trials:
+        value = "" if trial.metric is None else f"{trial.metric:.4f}"
+        lines.append(f"  trial {trial.index:3d} {trial.state:<8} {value:>8}  {trial.params}")
+        if trial.error:
+            lines.append(f"      {trial.error}")
+    if result.best is not None:
+        lines.append(
+            f"best: trial {result.best.index} ({result.best.metric:.4f}) {result.best.registry or ''}"
+        )
+    if result.promoted is not None:
+        lines.append(f"promoted {result.promoted.name} {result.promoted.tag} to production")
+    if result.refused:
+        lines.append("promotion refused: " + "; ".join(result.refused))
+    sys.stdout.write("\n".join(lines) + "\n")
+    if result.interrupted:
+        return 130
+    return 4 if result.refused else EXIT_OK
+
+
+def _registry(args: argparse.Namespace) -> tuple[SegmentConfig, object]:
+    from segmentation.registry import LocalRegistry, registry_root
+
+    config = resolve_config(args)
+    return config, LocalRegistry(
+        registry_root(config.registry.dir), config.registry.name or config.model_name
+    )
+
+
+def _cmd_registry(args: argparse.Namespace) -> int:
+    from segmentation.registry import metric_value
+
+    config, registry = _registry(args)
+    versions = registry.versions()
+    if not versions:
+        sys.stdout.write(f"model {registry.name!r} has no registered versions ({registry.path})\n")
+        return EXIT_OK
+    metric = config.registry.metric
+    header = (
+        f"{'version':<8} {'aliases':<30} {metric:>11} {'stability':>9} {'segments':>8} {'data':<12} created"
+    )
+    lines = [f"model {registry.name} ({registry.path})", header]
+    for v in versions:
+        value = metric_value(v.metrics, metric)
+        stability = metric_value(v.metrics, "stability.ari_pairwise_mean")
+        lines.append(
+            f"{v.tag:<8} {','.join(v.aliases) or '-':<30} {_fmt(value):>11} {_fmt(stability):>9} "
+            f"{v.metrics.get('n_clusters', '?')!s:>8} {v.data_hash[:12]:<12} {v.created_at}"
+        )
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    config, registry = _registry(args)
+    if args.best:
+        target = registry.best(args.best, config.registry.goal)
+    else:
+        target = registry.get(args.version or "candidate")
+    promoted = registry.promote(target.version, config.registry, force=args.force)
+    sys.stdout.write(
+        f"{registry.name} {promoted.tag} is production (aliases: {', '.join(promoted.aliases)})\n"
+    )
+    return EXIT_OK
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    _, registry = _registry(args)
+    restored = registry.rollback()
+    sys.stdout.write(f"{registry.name} {restored.tag} is production again\n")
+    return EXIT_OK
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from segmentation.runs import collect_runs, format_table, runs_table
+
+    home = Path(os.environ.get("SEGMENT_HOME", ".segment"))
+    roots = args.roots or [Path("runs"), home / "sweeps"]
+    try:
+        table = runs_table(collect_runs(roots), sort=args.sort, ascending=args.ascending)
+    except KeyError as exc:
+        raise ConfigError(f"--sort: {exc.args[0]}") from exc
+    sys.stdout.write(format_table(table, base=Path.cwd()) + "\n")
+    return EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from segmentation.pipeline import rebuild_insights
 
@@ -208,6 +352,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "train": _cmd_train,
+    "sweep": _cmd_sweep,
+    "registry": _cmd_registry,
+    "promote": _cmd_promote,
+    "rollback": _cmd_rollback,
+    "runs": _cmd_runs,
     "report": _cmd_report,
     "make-data": _cmd_make_data,
     "config": _cmd_config,
@@ -218,7 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad config or data, 1/3 other errors)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            # `wandb agent` with ${args} passes sweep parameters as --key.path=value: overrides for train.
+            dotted = [u.removeprefix("--") for u in unknown if u.startswith("--") and "=" in u]
+            if args.command != "train" or len(dotted) != len(unknown):
+                parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+            args.params = [*args.params, *dotted]
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
     logging.basicConfig(

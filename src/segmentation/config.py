@@ -254,6 +254,39 @@ class InsightsConfig(Strict):
         return cleaned
 
 
+# ------------------------------------------------------------------------------- tracking, registry
+class TrackingConfig(Strict):
+    """Weights & Biases tracking. ``auto``: online when ``WANDB_API_KEY`` is set, else offline files.
+
+    ``WANDB_MODE`` in the environment (``offline``, ``online``, ``disabled``) wins over ``mode``.
+    """
+
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = Field("customer-segmentation", min_length=1)
+    entity: str | None = None
+    dir: str | None = Field(None, description="Where W&B writes run files; default $SEGMENT_HOME.")
+    log_dataset: bool = Field(True, description="Log the input table as a dataset artifact (by reference).")
+
+
+class RegistryConfig(Strict):
+    """The model registry and the gate a candidate must pass to become ``production``."""
+
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Registered model name; default model_name.",
+    )
+    dir: str | None = Field(None, description="Local registry directory; default $SEGMENT_HOME/registry.")
+    auto_register: bool = Field(True, description="Register every trained bundle as a new version.")
+    metric: str = Field("silhouette", description="metrics.json key (dotted for nested) the gate compares.")
+    goal: Literal["maximize", "minimize"] = "maximize"
+    min_improvement: float = Field(0.0, ge=0, description="How much the candidate must beat production by.")
+    min_stability: float | None = Field(
+        0.8, ge=-1, le=1, description="Floor on stability.ari_pairwise_mean; None skips the check."
+    )
+    min_segment_share: float = Field(0.02, ge=0, le=1, description="No segment may be smaller than this.")
+
+
 class SegmentConfig(Strict):
     """The whole, resolved configuration of a training run."""
 
@@ -265,6 +298,8 @@ class SegmentConfig(Strict):
     cluster: ClusterConfig = KMeansConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     insights: InsightsConfig = InsightsConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     def section_json(self, name: str) -> str:
         """Canonical JSON of one section (used in cache keys)."""
