@@ -167,3 +167,37 @@ def test_train_runs_under_wandb_agents_own_launcher(
     assert run.config["cluster.n_clusters"] == 4
     assert run.config["evaluate.stability_resamples"] == 2
     assert run.summary["n_clusters"] == 4
+
+
+def test_ctrl_c_records_the_current_trial_and_stops(
+    synthetic_table: tuple[Path, pd.DataFrame], segment_home: Path
+) -> None:
+    import signal
+    import subprocess
+    import time
+
+    segment = Path(sys.executable).parent / "segment"
+    command = [
+        str(segment),
+        "sweep",
+        str(ROOT / "sweeps" / "k_range.yaml"),
+        "--data",
+        str(synthetic_table[0]),
+        *FAST,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        records = list((segment_home / "sweeps").glob("*/trials.jsonl"))
+        if records and records[0].read_text().count("\n") >= 1:
+            break
+        time.sleep(0.2)
+    time.sleep(1)  # inside a later trial
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 130
+    states = [json.loads(line)["state"] for line in records[0].read_text().splitlines()]
+    assert states[-1] == "killed"  # the trial under way is recorded, then the sweep stops
+    assert set(states[:-1]) == {"finished"}
+    assert len(states) < 6  # the grid was not finished
+    assert "killed" in out
