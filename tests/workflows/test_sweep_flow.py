@@ -88,6 +88,8 @@ def test_offline_sweep_logs_three_runs_registers_promotes_and_rolls_back(
     assert main(["rollback"]) == 0
     assert registry.get("production").version == production.version
     assert registry.get("previous").version == worse_version.version
+    assert main(["promote", "--best", "silhouette"]) == 0  # already production: nothing moves
+    assert registry.get("production").version == production.version
 
     capsys.readouterr()
     assert main(["runs", str(segment_home / "sweeps"), "--sort", "silhouette"]) == 0

@@ -15,6 +15,7 @@ from segmentation.cli import main
 from segmentation.config import load_config
 from segmentation.data.io import read_table
 from segmentation.pipeline import STAGES
+from segmentation.tracking import flush, offline_runs, read_offline_run
 from workflows.train import run_training
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -168,6 +169,12 @@ def test_autoencoder_and_hdbscan_from_the_cli(
     history = pd.read_csv(out / "loss_history.csv")
     assert (history[["train_loss", "val_loss"]] >= 0).all().all()
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    # The W&B run holds the same losses as per-epoch history.
+    flush()
+    (run_dir,) = offline_runs(segment_home)
+    logged = [h for h in read_offline_run(run_dir).history if "autoencoder/train_loss" in h]
+    assert [h["epoch"] for h in logged] == history["epoch"].tolist()
+    assert [h["autoencoder/val_loss"] for h in logged] == pytest.approx(history["val_loss"].tolist())
     truth = synthetic_table[1]
     labels = pd.read_parquet(out / "labels.parquet").merge(truth, on="customer_id", suffixes=("", "_true"))
     clustered = labels[labels["segment"] >= 0]
