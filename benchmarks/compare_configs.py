@@ -77,22 +77,37 @@ BASELINE: dict[str, Any] = {
     "seed": 42,
     "model_name": "compare-configs",
     "data": {"path": None, "id_column": None, "schema_kind": "auto", "float32": True},
-    "preprocess": {"impute": "median", "skew": "yeo-johnson", "skew_threshold": 0.75,
-                   "clip_quantiles": [0.005, 0.995], "scale": "standard"},
+    "preprocess": {
+        "impute": "median",
+        "skew": "yeo-johnson",
+        "skew_threshold": 0.75,
+        "clip_quantiles": [0.005, 0.995],
+        "scale": "standard",
+    },
     "featurize": {"kind": "pca", "variance": 0.9, "n_components": None, "whiten": False},
-    "cluster": {"kind": "kmeans", "n_clusters": None, "n_init": 4, "max_iter": 300,
-                "search": {"k_min": 2, "k_max": 10, "criterion": "silhouette"}},
+    "cluster": {
+        "kind": "kmeans",
+        "n_clusters": None,
+        "n_init": 4,
+        "max_iter": 300,
+        "search": {"k_min": 2, "k_max": 10, "criterion": "silhouette"},
+    },
     "evaluate": {"silhouette_sample": 10_000},
 }
 SEARCHABLE = ("kmeans", "minibatch_kmeans", "gmm", "agglomerative")
 # (featurizer, clusterer) pairs skipped unless --full, to keep the default run near 10 minutes on 2 cores
 OPTIONAL = {
     ("none", "minibatch_kmeans(k=sil 2..10)"),
-    ("pca(n=2)", "minibatch_kmeans(k=sil 2..10)"), ("pca(n=2)", "gmm-full(k=sil 2..10)"),
-    ("pca(n=2)", "agglomerative-ward(k=sil 2..10)"), ("pca(n=2)", "hdbscan(mcs=200)"),
-    ("ae(dim=8)", "minibatch_kmeans(k=sil 2..10)"), ("ae(dim=8)", "agglomerative-ward(k=sil 2..10)"),
-    ("ae(dim=4)", "minibatch_kmeans(k=sil 2..10)"), ("ae(dim=4)", "gmm-full(k=sil 2..10)"),
-    ("ae(dim=4)", "agglomerative-ward(k=sil 2..10)"), ("ae(dim=4)", "hdbscan(mcs=200)"),
+    ("pca(n=2)", "minibatch_kmeans(k=sil 2..10)"),
+    ("pca(n=2)", "gmm-full(k=sil 2..10)"),
+    ("pca(n=2)", "agglomerative-ward(k=sil 2..10)"),
+    ("pca(n=2)", "hdbscan(mcs=200)"),
+    ("ae(dim=8)", "minibatch_kmeans(k=sil 2..10)"),
+    ("ae(dim=8)", "agglomerative-ward(k=sil 2..10)"),
+    ("ae(dim=4)", "minibatch_kmeans(k=sil 2..10)"),
+    ("ae(dim=4)", "gmm-full(k=sil 2..10)"),
+    ("ae(dim=4)", "agglomerative-ward(k=sil 2..10)"),
+    ("ae(dim=4)", "hdbscan(mcs=200)"),
 }
 
 
@@ -111,9 +126,16 @@ class Run:
 
     def row(self) -> dict[str, Any]:
         """JSON-able summary."""
-        return {"table": self.table, "config": self.config, "overrides": self.overrides,
-                "featurize_s": self.featurize_s, "cluster_s": self.cluster_s, "error": self.error,
-                "metrics": self.metrics, **self.extra}
+        return {
+            "table": self.table,
+            "config": self.config,
+            "overrides": self.overrides,
+            "featurize_s": self.featurize_s,
+            "cluster_s": self.cluster_s,
+            "error": self.error,
+            "metrics": self.metrics,
+            **self.extra,
+        }
 
 
 class Bench:
@@ -172,8 +194,11 @@ class Bench:
             key = cfg.model_dump_json()
             if key in self._done:  # the very same resolved configuration already ran: reuse it
                 done = self._done[key]
-                result.metrics, result.featurize_s, result.cluster_s = done.metrics, done.featurize_s, \
-                    done.cluster_s
+                result.metrics, result.featurize_s, result.cluster_s = (
+                    done.metrics,
+                    done.featurize_s,
+                    done.cluster_s,
+                )
                 result.extra["labels"] = done.extra["labels"]
                 result.extra["same_as"] = f"{done.table}: {done.config}"
                 print(f"[{table}] {label}: same configuration as [{done.table}] {done.config}", flush=True)
@@ -181,8 +206,9 @@ class Bench:
             x = self.preprocessed(cfg)
             featurizer, z, result.featurize_s = self.features(cfg)
             t0 = time.perf_counter()
-            clustered = fit_segments(z, x, cfg.cluster, seed=cfg.seed,
-                                     silhouette_sample=cfg.evaluate.silhouette_sample)
+            clustered = fit_segments(
+                z, x, cfg.cluster, seed=cfg.seed, silhouette_sample=cfg.evaluate.silhouette_sample
+            )
             result.cluster_s = time.perf_counter() - t0
             result.metrics = evaluate(x, z, clustered, featurizer, config=cfg)
             result.extra["labels"] = clustered.labels
@@ -190,9 +216,14 @@ class Bench:
         except Exception:  # a crash is a library bug to report, the grid goes on
             result.error = traceback.format_exc()
             print(f"!! {table} / {label} crashed:\n{result.error}")
-        status = "ERROR" if result.error else (
-            f"k={result.metrics.get('n_clusters')} sil={_fmt(result.metrics.get('silhouette'))} "
-            f"clu={_fmt(result.cluster_s, 1)}s")
+        status = (
+            "ERROR"
+            if result.error
+            else (
+                f"k={result.metrics.get('n_clusters')} sil={_fmt(result.metrics.get('silhouette'))} "
+                f"clu={_fmt(result.cluster_s, 1)}s"
+            )
+        )
         print(f"[{table}] {label}: {status}", flush=True)
         return result
 
@@ -226,14 +257,28 @@ def _metric_cells(run: Run) -> list[str]:
     fit_s = (run.featurize_s or 0.0) + (run.cluster_s or 0.0)
     return [
         f"{m['n_clusters']}" + (f" (dim {feat['output_dim']})" if feat else ""),
-        _fmt(m.get("silhouette")), _fmt(m.get("davies_bouldin")), _fmt(m.get("calinski_harabasz"), 0),
-        _pct(m.get("min_segment_share")), _pct(m.get("max_segment_share")), _pct(m.get("noise_fraction")),
-        _fmt(fit_s, 1), f"{_fmt(run.featurize_s, 1)} + {_fmt(run.cluster_s, 1)}",
+        _fmt(m.get("silhouette")),
+        _fmt(m.get("davies_bouldin")),
+        _fmt(m.get("calinski_harabasz"), 0),
+        _pct(m.get("min_segment_share")),
+        _pct(m.get("max_segment_share")),
+        _pct(m.get("noise_fraction")),
+        _fmt(fit_s, 1),
+        f"{_fmt(run.featurize_s, 1)} + {_fmt(run.cluster_s, 1)}",
     ]
 
 
-METRIC_HEADERS = ["k (feature dim)", "silhouette ↑", "Davies-Bouldin ↓", "Calinski-Harabasz ↑", "min share",
-                  "max share", "noise", "fit s", "featurize + cluster s"]
+METRIC_HEADERS = [
+    "k (feature dim)",
+    "silhouette ↑",
+    "Davies-Bouldin ↓",
+    "Calinski-Harabasz ↑",
+    "min share",
+    "max share",
+    "noise",
+    "fit s",
+    "featurize + cluster s",
+]
 
 
 def _k_scores_table(runs: list[Run]) -> str:
@@ -259,8 +304,10 @@ def _featurizer_rows(bench: Bench) -> list[list[str]]:
         if feat["kind"] == "pca":
             detail = f"explained variance {float(featurizer.explained_variance_ratio_.sum()):.3f}"
         elif feat["kind"] == "autoencoder":
-            detail = (f"encoding_dim {feat['encoding_dim']}, {len(featurizer.history)} epochs (max "
-                      f"{feat['max_epochs']}), best val MSE {featurizer.best_val_loss_:.4f}")
+            detail = (
+                f"encoding_dim {feat['encoding_dim']}, {len(featurizer.history)} epochs (max "
+                f"{feat['max_epochs']}), best val MSE {featurizer.best_val_loss_:.4f}"
+            )
         else:
             detail = "identity"
         rows.append([feat["kind"], json.loads(pre_key)["skew"], str(z.shape[1]), detail, _fmt(seconds, 1)])
@@ -274,8 +321,10 @@ def _restart_rows(fixed: list[Run], restarts: list[Run]) -> list[list[str]]:
         for k in FIXED_KS[1:]:
             four = next((r for r in fixed if r.config == f"{f_label} + kmeans(k={k})"), None)
             ten = next((r for r in restarts if r.config == f"{f_label} + kmeans(k={k}, n_init=10)"), None)
-            cells.append(f"{_fmt(four.metrics.get('silhouette') if four else None)} / "
-                         f"{_fmt(ten.metrics.get('silhouette') if ten else None)}")
+            cells.append(
+                f"{_fmt(four.metrics.get('silhouette') if four else None)} / "
+                f"{_fmt(ten.metrics.get('silhouette') if ten else None)}"
+            )
         seconds = sum(r.cluster_s or 0.0 for r in restarts if r.config.startswith(f"{f_label} +"))
         rows.append([f"{f_label} (n_init 4 / 10)", *cells, _fmt(seconds, 1)])
     return rows
@@ -304,7 +353,7 @@ def _stability(z: np.ndarray, k: int, n_init: int) -> float:
     from sklearn.cluster import KMeans
 
     labels = [KMeans(n_clusters=k, n_init=n_init, random_state=s).fit_predict(z) for s in STABILITY_SEEDS]
-    pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
+    pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
     return float(np.mean(pairs))
 
 
@@ -312,8 +361,9 @@ def _stability(z: np.ndarray, k: int, n_init: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Run the grid, print and write the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ae-epochs", type=int, default=50,
-                        help="Autoencoder max_epochs (default: the library's 50).")
+    parser.add_argument(
+        "--ae-epochs", type=int, default=50, help="Autoencoder max_epochs (default: the library's 50)."
+    )
     parser.add_argument("--quick", action="store_true", help="Smoke run: fewer configurations.")
     parser.add_argument("--full", action="store_true", help="Every featurizer x clusterer pair (slower).")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
@@ -341,8 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     fixed: list[Run] = []
     for f_label in ("none", "pca(var=0.9)"):
         for k in FIXED_KS:
-            run = bench.run("fixed_k", f"{f_label} + kmeans(k={k})",
-                            [*FEATURIZERS[f_label], "cluster=kmeans", f"cluster.n_clusters={k}"])
+            run = bench.run(
+                "fixed_k",
+                f"{f_label} + kmeans(k={k})",
+                [*FEATURIZERS[f_label], "cluster=kmeans", f"cluster.n_clusters={k}"],
+            )
             if not run.error:
                 cfg = bench.config(run.overrides)
                 _, z, _ = bench.features(cfg)
@@ -353,28 +406,44 @@ def main(argv: list[str] | None = None) -> int:
     restarts: list[Run] = []
     for f_label in ("none", "pca(var=0.9)"):
         for k in FIXED_KS[1:]:
-            restarts.append(bench.run("restarts", f"{f_label} + kmeans(k={k}, n_init=10)",
-                                      [*FEATURIZERS[f_label], "cluster=kmeans", f"cluster.n_clusters={k}",
-                                       "cluster.n_init=10"]))
+            restarts.append(
+                bench.run(
+                    "restarts",
+                    f"{f_label} + kmeans(k={k}, n_init=10)",
+                    [*FEATURIZERS[f_label], "cluster=kmeans", f"cluster.n_clusters={k}", "cluster.n_init=10"],
+                )
+            )
 
     # 3. constrained k search. Every fit in a k search is deterministic (same seed, same data), so the
     #    k that a search over k_min..10 would pick is the argmax of the full search's scores over k >= k_min;
     #    one library run (PCA + k-means, k_min=4) checks that equivalence.
-    constrained = [bench.run("constrained", "pca(var=0.9) + kmeans(k=sil 4..10)",
-                             [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans", "cluster.search.k_min=4"])]
+    constrained = [
+        bench.run(
+            "constrained",
+            "pca(var=0.9) + kmeans(k=sil 4..10)",
+            [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans", "cluster.search.k_min=4"],
+        )
+    ]
     derived = _derived_k_choices(grid)
 
     # 4. skew handling for the best grid configuration (and the shipped default), each scored in its
     #    own preprocessed space and in the default (yeo-johnson) space.
-    ok = [r for r in grid if not r.error and r.metrics.get("silhouette") is not None
-          and r.metrics["noise_fraction"] <= 0.10]
+    ok = [
+        r
+        for r in grid
+        if not r.error and r.metrics.get("silhouette") is not None and r.metrics["noise_fraction"] <= 0.10
+    ]
     best = max(ok, key=lambda r: r.metrics["silhouette"]) if ok else None
     skew_bases: list[tuple[str, list[str]]] = [
         ("pca(var=0.9) + kmeans(k=sil 2..10)", [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans"]),
-        ("pca(var=0.9) + kmeans(k=sil 3..10)",
-         [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans", "cluster.search.k_min=3"]),
-        ("pca(var=0.9) + kmeans(k=sil 4..10)",
-         [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans", "cluster.search.k_min=4"]),
+        (
+            "pca(var=0.9) + kmeans(k=sil 3..10)",
+            [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans", "cluster.search.k_min=3"],
+        ),
+        (
+            "pca(var=0.9) + kmeans(k=sil 4..10)",
+            [*FEATURIZERS["pca(var=0.9)"], "cluster=kmeans", "cluster.search.k_min=4"],
+        ),
     ]
     # the best grid configuration too, unless it is k-means again (none vs PCA barely differ, see the grid)
     if best is not None and bench.config(best.overrides).cluster.kind != "kmeans":
@@ -387,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
             if not run.error:
                 labels = run.extra["labels"]
                 ref = evaluate_segments(reference_x, labels, silhouette_sample=10_000, seed=42)
-                run.extra["reference_space"] = {k: ref[k] for k in ("silhouette", "davies_bouldin",
-                                                                     "calinski_harabasz")}
+                run.extra["reference_space"] = {
+                    k: ref[k] for k in ("silhouette", "davies_bouldin", "calinski_harabasz")
+                }
             skew_runs.append(run)
 
     total_s = time.perf_counter() - t_start
@@ -411,8 +481,11 @@ def main(argv: list[str] | None = None) -> int:
         "Baseline (pinned in the script, not read from params.yaml): median imputation, 0.5%/99.5% "
         "clipping, yeo-johnson on columns with |skew| > 0.75, standard scaling, seed 42; k-means n_init 4, "
         "GMM n_init 2, agglomerative ward; k searched over 2..10 by silhouette unless stated. "
-        + ("Grid: every featurizer x clusterer pair." if args.full else
-           "Grid: some optional pairs skipped (run with `--full` for all)."),
+        + (
+            "Grid: every featurizer x clusterer pair."
+            if args.full
+            else "Grid: some optional pairs skipped (run with `--full` for all)."
+        ),
         "",
     ]
     sections = [
@@ -430,13 +503,17 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## k-means at fixed k (stability = mean pairwise ARI over 5 seeds)",
         "",
-        _md_table(["config", *METRIC_HEADERS, "stability ARI"],
-                  [[r.config, *_metric_cells(r), _fmt(r.extra.get("stability_ari"))] for r in fixed]),
+        _md_table(
+            ["config", *METRIC_HEADERS, "stability ARI"],
+            [[r.config, *_metric_cells(r), _fmt(r.extra.get("stability_ari"))] for r in fixed],
+        ),
         "",
         "## k-means restarts: silhouette at fixed k with n_init=4 (library default) vs n_init=10",
         "",
-        _md_table(["featurizer", *(f"k={k}" for k in FIXED_KS[1:]), "cluster s (n_init=10, all k)"],
-                  _restart_rows(fixed, restarts)),
+        _md_table(
+            ["featurizer", *(f"k={k}" for k in FIXED_KS[1:]), "cluster s (n_init=10, all k)"],
+            _restart_rows(fixed, restarts),
+        ),
         "",
         "## Constrained k search",
         "",
@@ -445,15 +522,26 @@ def main(argv: list[str] | None = None) -> int:
         "",
         _md_table(["search", "k_min=2", "k_min=3", "k_min=4"], derived),
         "",
-        _md_table(["config (library run)", *METRIC_HEADERS],
-                  [[r.config, *_metric_cells(r)] for r in constrained]),
+        _md_table(
+            ["config (library run)", *METRIC_HEADERS], [[r.config, *_metric_cells(r)] for r in constrained]
+        ),
         "",
         "## Skew handling (own preprocessed space, then the baseline yeo-johnson space)",
         "",
-        _md_table(["config", *METRIC_HEADERS, "silhouette (YJ space)", "DB (YJ space)", "CH (YJ space)"],
-                  [[r.config, *_metric_cells(r),
-                    *(_fmt(r.extra.get("reference_space", {}).get(k), 0 if k == "calinski_harabasz" else 3)
-                      for k in ("silhouette", "davies_bouldin", "calinski_harabasz"))] for r in skew_runs]),
+        _md_table(
+            ["config", *METRIC_HEADERS, "silhouette (YJ space)", "DB (YJ space)", "CH (YJ space)"],
+            [
+                [
+                    r.config,
+                    *_metric_cells(r),
+                    *(
+                        _fmt(r.extra.get("reference_space", {}).get(k), 0 if k == "calinski_harabasz" else 3)
+                        for k in ("silhouette", "davies_bouldin", "calinski_harabasz")
+                    ),
+                ]
+                for r in skew_runs
+            ],
+        ),
         "",
     ]
     errors = [r for r in all_runs if r.error]
@@ -467,18 +555,28 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare_configs.md").write_text(markdown, encoding="utf-8")
     payload = {
-        "data": {"source": bench.source, "n_rows": n_rows,
-                 "n_preprocessed_columns": int(reference_x.shape[1])},
-        "settings": {"ae_max_epochs": args.ae_epochs, "seed": 42, "quick": args.quick, "full": args.full,
-                     "cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "data": {
+            "source": bench.source,
+            "n_rows": n_rows,
+            "n_preprocessed_columns": int(reference_x.shape[1]),
+        },
+        "settings": {
+            "ae_max_epochs": args.ae_epochs,
+            "seed": 42,
+            "quick": args.quick,
+            "full": args.full,
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "preprocess_seconds": preprocess_s,
         "total_seconds": total_s,
         "best_grid_config": best.config if best else None,
         "derived_k_choices": derived,
         "runs": [{k: v for k, v in r.row().items() if k != "labels"} for r in all_runs],
     }
-    (args.out / "compare_configs.json").write_text(json.dumps(payload, indent=2, default=_json_default),
-                                                   encoding="utf-8")
+    (args.out / "compare_configs.json").write_text(
+        json.dumps(payload, indent=2, default=_json_default), encoding="utf-8"
+    )
     print(f"\nwrote {args.out / 'compare_configs.md'} and {args.out / 'compare_configs.json'}")
     return 1 if errors else 0
 

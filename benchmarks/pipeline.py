@@ -184,8 +184,11 @@ def worker_generate(spec: dict[str, Any]) -> dict[str, Any]:
     csv_done = time.perf_counter()
     with atomic_path(Path(spec["truth"])) as tmp, tmp.open("wb") as fh:
         np.save(fh, truth[SEGMENT_COLUMN].to_numpy(np.int16))
-    return {"generate_s": generated - start, "write_parquet_s": parquet_done - generated,
-            "write_csv_s": csv_done - parquet_done}
+    return {
+        "generate_s": generated - start,
+        "write_parquet_s": parquet_done - generated,
+        "write_csv_s": csv_done - parquet_done,
+    }
 
 
 def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
@@ -195,8 +198,9 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from segmentation.config import load_config
     from segmentation.data.io import read_table
 
-    config = load_config(overrides=[f"cluster.n_clusters={spec['n_clusters']}",
-                                    f"cluster.n_init={spec['n_init']}"])
+    config = load_config(
+        overrides=[f"cluster.n_clusters={spec['n_clusters']}", f"cluster.n_init={spec['n_init']}"]
+    )
     path = spec["parquet"] or spec["csv"]
     rss_imports = peak_rss_mib()
     runs: list[dict[str, float]] = []
@@ -209,13 +213,15 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
             table = pipeline.validate_table(frame, config.data, source=str(path), seed=config.seed)
         del frame  # the workflow keeps only the validated table
         with timer("preprocess"):
-            pre, x = pipeline.fit_preprocessing(table, config.preprocess, float32=config.data.float32,
-                                                seed=config.seed)
+            pre, x = pipeline.fit_preprocessing(
+                table, config.preprocess, float32=config.data.float32, seed=config.seed
+            )
         with timer("featurize"):
             featurizer, z = pipeline.fit_features(x, config.featurize, seed=config.seed)
         with timer("cluster"):
-            result = pipeline.fit_segments(z, x, config.cluster, seed=config.seed,
-                                           silhouette_sample=config.evaluate.silhouette_sample)
+            result = pipeline.fit_segments(
+                z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
+            )
         with timer("evaluate"):
             metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
         runs.append(timer.seconds)
@@ -228,28 +234,48 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     silhouette_s = time.perf_counter() - start
     idx = sample_index(len(x), config.evaluate.silhouette_sample, config.seed)
     save_quality_arrays(Path(spec["prefix"] + "_ours"), result.labels, x, idx)
-    model = pipeline.assemble_model(table, pre, featurizer, result, x, metrics, config=config,
-                                    data_hash="benchmark", source=str(path))
+    model = pipeline.assemble_model(
+        table, pre, featurizer, result, x, metrics, config=config, data_hash="benchmark", source=str(path)
+    )
     insights: dict[str, float] = {}
     logger.info("ours: plots and report")
     with memory_added(insights):
-        written = pipeline.write_insights(Path(spec["prefix"] + "_ours_run"), model, table.frame,
-                                          result.labels, x, featurizer.history, seed=config.seed)
+        written = pipeline.write_insights(
+            Path(spec["prefix"] + "_ours_run"),
+            model,
+            table.frame,
+            result.labels,
+            x,
+            featurizer.history,
+            seed=config.seed,
+        )
     insights["plots"] = len(list(Path(written["plots"]).glob("*.png")))
     logger.info("  plots+report %8.3f s, +%.0f MiB", insights["seconds"], insights["added_mib"])
     return {
         "insights": insights,
-        "stages": _median_stages(runs), "runs": runs, "peak_rss_mib": peak_rss_mib(),
-        "rss_after_imports_mib": rss_imports, "n_rows": len(x), "x_dim": int(x.shape[1]),
-        "x_dtype": str(x.dtype), "z_dim": int(z.shape[1]), "k": int(result.model.n_clusters_),
-        "silhouette": metrics["silhouette"], "silhouette_sample_size": metrics["silhouette_sample_size"],
-        "davies_bouldin": metrics["davies_bouldin"], "calinski_harabasz": metrics["calinski_harabasz"],
+        "stages": _median_stages(runs),
+        "runs": runs,
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_after_imports_mib": rss_imports,
+        "n_rows": len(x),
+        "x_dim": int(x.shape[1]),
+        "x_dtype": str(x.dtype),
+        "z_dim": int(z.shape[1]),
+        "k": int(result.model.n_clusters_),
+        "silhouette": metrics["silhouette"],
+        "silhouette_sample_size": metrics["silhouette_sample_size"],
+        "davies_bouldin": metrics["davies_bouldin"],
+        "calinski_harabasz": metrics["calinski_harabasz"],
         "seed": config.seed,
         "diagnostics": {"one_sampled_silhouette_s": silhouette_s, "cluster_score": result.score},
-        "silhouette_sample": config.evaluate.silhouette_sample, "schema_kind": table.schema.kind,
-        "config": {"featurize": config.featurize.model_dump(mode="json"),
-                   "cluster": config.cluster.model_dump(mode="json"),
-                   "preprocess": config.preprocess.model_dump(mode="json"), "float32": config.data.float32},
+        "silhouette_sample": config.evaluate.silhouette_sample,
+        "schema_kind": table.schema.kind,
+        "config": {
+            "featurize": config.featurize.model_dump(mode="json"),
+            "cluster": config.cluster.model_dump(mode="json"),
+            "preprocess": config.preprocess.model_dump(mode="json"),
+            "float32": config.data.float32,
+        },
     }
 
 
@@ -273,11 +299,13 @@ def worker_baseline(spec: dict[str, Any]) -> dict[str, Any]:
             frame = pd.read_csv(spec["csv"])
         with timer("preprocess"):
             numeric = frame.select_dtypes(include="number")
-            prep = Pipeline([
-                ("impute", SimpleImputer(strategy="median")),
-                ("unskew", PowerTransformer(method="yeo-johnson", standardize=False)),
-                ("scale", StandardScaler()),
-            ])
+            prep = Pipeline(
+                [
+                    ("impute", SimpleImputer(strategy="median")),
+                    ("unskew", PowerTransformer(method="yeo-johnson", standardize=False)),
+                    ("scale", StandardScaler()),
+                ]
+            )
             x = prep.fit_transform(numeric.to_numpy(dtype=np.float64))
         del frame, numeric
         with timer("featurize"):
@@ -299,10 +327,16 @@ def worker_baseline(spec: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         silhouette_score(x[probe], labels[probe])
         probe_s = time.perf_counter() - start
-        evaluate.update(probe_rows=len(probe), probe_s=probe_s,
-                        estimated_full_s=probe_s * (len(x) / len(probe)) ** 2)
-        logger.info("  silhouette on %d rows: %.2f s -> full %d rows est. %.1f h", len(probe), probe_s,
-                    len(x), evaluate["estimated_full_s"] / 3600)
+        evaluate.update(
+            probe_rows=len(probe), probe_s=probe_s, estimated_full_s=probe_s * (len(x) / len(probe)) ** 2
+        )
+        logger.info(
+            "  silhouette on %d rows: %.2f s -> full %d rows est. %.1f h",
+            len(probe),
+            probe_s,
+            len(x),
+            evaluate["estimated_full_s"] / 3600,
+        )
     idx = sample_index(len(x), spec["silhouette_sample"], seed)
     save_quality_arrays(Path(spec["prefix"] + "_baseline"), labels, x, idx)
     insights: dict[str, float] = {}
@@ -312,9 +346,15 @@ def worker_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     logger.info("  plots      %8.3f s, +%.0f MiB", insights["seconds"], insights["added_mib"])
     return {
         "insights": insights,
-        "stages": _median_stages(runs), "runs": runs, "peak_rss_mib": peak_rss_mib(),
-        "rss_after_imports_mib": rss_imports, "n_rows": len(x), "x_dim": int(x.shape[1]),
-        "x_dtype": str(x.dtype), "z_dim": int(z.shape[1]), "k": len(np.unique(labels)),
+        "stages": _median_stages(runs),
+        "runs": runs,
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_after_imports_mib": rss_imports,
+        "n_rows": len(x),
+        "x_dim": int(x.shape[1]),
+        "x_dtype": str(x.dtype),
+        "z_dim": int(z.shape[1]),
+        "k": len(np.unique(labels)),
         "kmeans_n_iter": int(km.n_iter_),
         "evaluate": evaluate,
     }
@@ -364,14 +404,26 @@ def run_worker(kind: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     result_path.unlink(missing_ok=True)
     load_before = os.getloadavg()
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--spec", str(spec_path),
-                    "--result", str(result_path)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            kind,
+            "--spec",
+            str(spec_path),
+            "--result",
+            str(result_path),
+        ],
+        check=True,
+    )
     elapsed = time.perf_counter() - start
     logger.info("%s/%s finished in %.1f s", spec["name"], kind, elapsed)
     result = json.loads(result_path.read_text(encoding="utf-8"))
     # Other processes on the machine distort timings: keep the 1-minute load average around each side.
-    result.update(process_wall_s=elapsed, loadavg_1min_before=load_before[0],
-                  loadavg_1min_after=os.getloadavg()[0])
+    result.update(
+        process_wall_s=elapsed, loadavg_1min_before=load_before[0], loadavg_1min_after=os.getloadavg()[0]
+    )
     return result
 
 
@@ -381,18 +433,28 @@ def cross_quality(prefix: Path, truth: np.ndarray | None, idx: np.ndarray) -> di
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
     def load(side: str) -> tuple[np.ndarray, np.ndarray]:
-        return (np.load(prefix.with_name(f"{prefix.name}_{side}_labels.npy")),
-                np.load(prefix.with_name(f"{prefix.name}_{side}_xsample.npy")))
+        return (
+            np.load(prefix.with_name(f"{prefix.name}_{side}_labels.npy")),
+            np.load(prefix.with_name(f"{prefix.name}_{side}_xsample.npy")),
+        )
 
     (lab_o, xs_o), (lab_b, xs_b) = load("ours"), load("baseline")
     return {
         "sample_rows": len(idx),
-        "silhouette_ours_space": {"ours": float(silhouette_score(xs_o, lab_o[idx])),
-                                  "baseline": float(silhouette_score(xs_o, lab_b[idx]))},
-        "silhouette_baseline_space": {"ours": float(silhouette_score(xs_b, lab_o[idx])),
-                                      "baseline": float(silhouette_score(xs_b, lab_b[idx]))},
-        "ari_vs_truth": None if truth is None else {"ours": float(adjusted_rand_score(truth, lab_o)),
-                                                    "baseline": float(adjusted_rand_score(truth, lab_b))},
+        "silhouette_ours_space": {
+            "ours": float(silhouette_score(xs_o, lab_o[idx])),
+            "baseline": float(silhouette_score(xs_o, lab_b[idx])),
+        },
+        "silhouette_baseline_space": {
+            "ours": float(silhouette_score(xs_b, lab_o[idx])),
+            "baseline": float(silhouette_score(xs_b, lab_b[idx])),
+        },
+        "ari_vs_truth": None
+        if truth is None
+        else {
+            "ours": float(adjusted_rand_score(truth, lab_o)),
+            "baseline": float(adjusted_rand_score(truth, lab_b)),
+        },
         "ari_ours_vs_baseline": float(adjusted_rand_score(lab_o, lab_b)),
     }
 
@@ -431,18 +493,35 @@ def build_rows(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
             rows.append([stage, fmt_s(o), "n/a (none)", "n/a"])
         elif stage == "evaluate" and b is None:
             est = base["evaluate"]["estimated_full_s"]
-            rows.append([stage, fmt_s(o), f"skipped (O(n^2): {fmt_hours(est)} est.)",
-                         fmt_ratio(est / o, estimated=True)])
+            rows.append(
+                [
+                    stage,
+                    fmt_s(o),
+                    f"skipped (O(n^2): {fmt_hours(est)} est.)",
+                    fmt_ratio(est / o, estimated=True),
+                ]
+            )
         else:
             rows.append([stage, fmt_s(o), fmt_s(b), fmt_ratio(b / o)])
     t = res["totals"]
     rows.append(["total (measured)", fmt_s(t["ours_s"]), fmt_s(t["baseline_s"]), fmt_ratio(t["ratio"])])
     if t.get("baseline_with_estimate_s") is not None:
-        rows.append(["total incl. est.", fmt_s(t["ours_s"]),
-                     f"{fmt_hours(t['baseline_with_estimate_s'])} est.",
-                     fmt_ratio(t["baseline_with_estimate_s"] / t["ours_s"], estimated=True)])
-    rows.append(["peak RSS (MiB)", f"{ours['peak_rss_mib']:,.0f}", f"{base['peak_rss_mib']:,.0f}",
-                 fmt_ratio(base["peak_rss_mib"] / ours["peak_rss_mib"])])
+        rows.append(
+            [
+                "total incl. est.",
+                fmt_s(t["ours_s"]),
+                f"{fmt_hours(t['baseline_with_estimate_s'])} est.",
+                fmt_ratio(t["baseline_with_estimate_s"] / t["ours_s"], estimated=True),
+            ]
+        )
+    rows.append(
+        [
+            "peak RSS (MiB)",
+            f"{ours['peak_rss_mib']:,.0f}",
+            f"{base['peak_rss_mib']:,.0f}",
+            fmt_ratio(base["peak_rss_mib"] / ours["peak_rss_mib"]),
+        ]
+    )
 
     q = res["quality"]
     n = q["sample_rows"]
@@ -450,21 +529,44 @@ def build_rows(res: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     wider = "ours also encodes bool/date/categorical columns" if ours["x_dim"] != base["x_dim"] else ""
     rows_q: list[list[str]] = [
         ["k (segments)", str(ours["k"]), str(base["k"]), ""],
-        ["matrix width (preprocessed)", f"{ours['x_dim']} ({ours['x_dtype']})",
-         f"{base['x_dim']} ({base['x_dtype']})", wider],
+        [
+            "matrix width (preprocessed)",
+            f"{ours['x_dim']} ({ours['x_dtype']})",
+            f"{base['x_dim']} ({base['x_dtype']})",
+            wider,
+        ],
         ["PCA components (90 % var.)", str(ours["z_dim"]), str(base["z_dim"]), ""],
-        ["silhouette, own space", f"{q['silhouette_ours_space']['ours']:.4f}",
-         f"{q['silhouette_baseline_space']['baseline']:.4f}", same_rows],
-        ["silhouette, our space", f"{q['silhouette_ours_space']['ours']:.4f}",
-         f"{q['silhouette_ours_space']['baseline']:.4f}", "both label sets, our preprocessing"],
-        ["silhouette, baseline space", f"{q['silhouette_baseline_space']['ours']:.4f}",
-         f"{q['silhouette_baseline_space']['baseline']:.4f}", "both label sets, baseline preprocessing"],
+        [
+            "silhouette, own space",
+            f"{q['silhouette_ours_space']['ours']:.4f}",
+            f"{q['silhouette_baseline_space']['baseline']:.4f}",
+            same_rows,
+        ],
+        [
+            "silhouette, our space",
+            f"{q['silhouette_ours_space']['ours']:.4f}",
+            f"{q['silhouette_ours_space']['baseline']:.4f}",
+            "both label sets, our preprocessing",
+        ],
+        [
+            "silhouette, baseline space",
+            f"{q['silhouette_baseline_space']['ours']:.4f}",
+            f"{q['silhouette_baseline_space']['baseline']:.4f}",
+            "both label sets, baseline preprocessing",
+        ],
     ]
     if q["ari_vs_truth"] is not None:
-        rows_q.append(["ARI vs planted segments", f"{q['ari_vs_truth']['ours']:.4f}",
-                       f"{q['ari_vs_truth']['baseline']:.4f}", f"all {res['rows']:,} rows"])
-    rows_q.append(["ARI ours vs baseline", f"{q['ari_ours_vs_baseline']:.4f}", "",
-                   "agreement of the two label sets"])
+        rows_q.append(
+            [
+                "ARI vs planted segments",
+                f"{q['ari_vs_truth']['ours']:.4f}",
+                f"{q['ari_vs_truth']['baseline']:.4f}",
+                f"all {res['rows']:,} rows",
+            ]
+        )
+    rows_q.append(
+        ["ARI ours vs baseline", f"{q['ari_ours_vs_baseline']:.4f}", "", "agreement of the two label sets"]
+    )
     return rows, rows_q
 
 
@@ -475,10 +577,18 @@ def insights_rows(res: dict[str, Any]) -> list[list[str]]:
     """Time and added memory of drawing the plots (ours: plus profile and report)."""
     ours, base = res["ours"]["insights"], res["baseline"]["insights"]
     return [
-        ["seconds", fmt_s(ours["seconds"]), fmt_s(base["seconds"]),
-         fmt_ratio(base["seconds"] / ours["seconds"])],
-        ["memory added (MiB)", f"{ours['added_mib']:,.0f}", f"{base['added_mib']:,.0f}",
-         fmt_ratio(base["added_mib"] / ours["added_mib"]) if ours["added_mib"] > 1 else "n/a"],
+        [
+            "seconds",
+            fmt_s(ours["seconds"]),
+            fmt_s(base["seconds"]),
+            fmt_ratio(base["seconds"] / ours["seconds"]),
+        ],
+        [
+            "memory added (MiB)",
+            f"{ours['added_mib']:,.0f}",
+            f"{base['added_mib']:,.0f}",
+            fmt_ratio(base["added_mib"] / ours["added_mib"]) if ours["added_mib"] > 1 else "n/a",
+        ],
         ["PNG files", str(int(ours["plots"])), str(int(base["plots"])), ""],
     ]
 
@@ -488,8 +598,9 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths,
-                                                                                             strict=True)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
@@ -541,8 +652,11 @@ def notes(results: list[dict[str, Any]], n_init: int) -> list[str]:
         "baseline = scatter, box plots and heatmap drawn from every row, groupby mean/median profile. "
         "Memory added = peak current RSS during the step minus RSS before it (10 ms sampling).",
         "peak RSS: high-water mark (VmHWM) of each side's process, including the interpreter and imports ("
-        + "; ".join(f"{r['label']}: ours {r['ours']['rss_after_imports_mib']:,.0f} MiB, baseline "
-                    f"{r['baseline']['rss_after_imports_mib']:,.0f} MiB after imports" for r in results)
+        + "; ".join(
+            f"{r['label']}: ours {r['ours']['rss_after_imports_mib']:,.0f} MiB, baseline "
+            f"{r['baseline']['rss_after_imports_mib']:,.0f} MiB after imports"
+            for r in results
+        )
         + ").",
     ]
 
@@ -552,23 +666,42 @@ def render_text(results: list[dict[str, Any]], n_init: int) -> str:
     parts = []
     for res in results:
         rows, rows_q = build_rows(res)
-        parts += [title(res), "", text_table(TIMING_HEADER, rows), "", text_table(QUALITY_HEADER, rows_q), "",
-                  text_table(INSIGHTS_HEADER, insights_rows(res)), ""]
+        parts += [
+            title(res),
+            "",
+            text_table(TIMING_HEADER, rows),
+            "",
+            text_table(QUALITY_HEADER, rows_q),
+            "",
+            text_table(INSIGHTS_HEADER, insights_rows(res)),
+            "",
+        ]
     parts += ["Notes:", *(f"  - {n}" for n in notes(results, n_init))]
     return "\n".join(parts)
 
 
 def render_md(results: list[dict[str, Any]], meta: dict[str, Any], n_init: int) -> str:
     """All tables as Markdown, for the README."""
-    parts = ["## Pipeline benchmark: ours vs a naive scikit-learn baseline", "",
-             f"Measured {meta['date']} on {meta['cpus']} CPU cores, Python {meta['python']}, "
-             f"scikit-learn {meta['sklearn']}, pandas {meta['pandas']}, numpy {meta['numpy']}. "
-             "Reproduce with `.venv/bin/python benchmarks/pipeline.py`.", ""]
+    parts = [
+        "## Pipeline benchmark: ours vs a naive scikit-learn baseline",
+        "",
+        f"Measured {meta['date']} on {meta['cpus']} CPU cores, Python {meta['python']}, "
+        f"scikit-learn {meta['sklearn']}, pandas {meta['pandas']}, numpy {meta['numpy']}. "
+        "Reproduce with `.venv/bin/python benchmarks/pipeline.py`.",
+        "",
+    ]
     for res in results:
         rows, rows_q = build_rows(res)
-        parts += [f"### {title(res)}", "", md_table(TIMING_HEADER, rows), "",
-                  md_table(QUALITY_HEADER, rows_q, left_last=True), "",
-                  md_table(INSIGHTS_HEADER, insights_rows(res)), ""]
+        parts += [
+            f"### {title(res)}",
+            "",
+            md_table(TIMING_HEADER, rows),
+            "",
+            md_table(QUALITY_HEADER, rows_q, left_last=True),
+            "",
+            md_table(INSIGHTS_HEADER, insights_rows(res)),
+            "",
+        ]
     parts += ["Notes:", "", *(f"- {n}" for n in notes(results, n_init)), ""]
     return "\n".join(parts)
 
@@ -576,8 +709,12 @@ def render_md(results: list[dict[str, Any]], meta: dict[str, Any], n_init: int) 
 # -------------------------------------------------------------------------------------------- main
 def bench_dataset(spec: dict[str, Any], work: Path, truth: np.ndarray | None) -> dict[str, Any]:
     """Run both sides on one dataset and put their results together."""
-    res: dict[str, Any] = {"name": spec["name"], "label": spec["label"], "repeats": spec["repeats"],
-                           "files": {"ours": spec["parquet"] or spec["csv"], "baseline": spec["csv"]}}
+    res: dict[str, Any] = {
+        "name": spec["name"],
+        "label": spec["label"],
+        "repeats": spec["repeats"],
+        "files": {"ours": spec["parquet"] or spec["csv"], "baseline": spec["csv"]},
+    }
     for side in ("ours", "baseline"):
         for path in {spec["csv"], spec["parquet"]} - {None}:
             warm_page_cache(Path(path))
@@ -589,16 +726,25 @@ def bench_dataset(spec: dict[str, Any], work: Path, truth: np.ndarray | None) ->
     res["quality"] = cross_quality(Path(spec["prefix"]), truth, idx)
     own = res["quality"]["silhouette_ours_space"]["ours"]
     if ours["silhouette"] is not None and abs(own - ours["silhouette"]) > 1e-4:
-        logger.warning("our silhouette recomputed on the shared sample (%.5f) differs from "
-                       "pipeline.evaluate's (%.5f): the samples do not match", own, ours["silhouette"])
+        logger.warning(
+            "our silhouette recomputed on the shared sample (%.5f) differs from "
+            "pipeline.evaluate's (%.5f): the samples do not match",
+            own,
+            ours["silhouette"],
+        )
     ours_total = sum(ours["stages"].values())
     base_total = sum(base["stages"].values())
     est = base.get("evaluate", {}).get("estimated_full_s")
-    res["totals"] = {"ours_s": ours_total, "baseline_s": base_total, "ratio": base_total / ours_total,
-                     "baseline_measured_stages": sorted(base["stages"]),
-                     "baseline_with_estimate_s": None if est is None else base_total + est}
-    res["ratios"] = {s: base["stages"][s] / ours["stages"][s] if s in base["stages"] else None
-                     for s in STAGES}
+    res["totals"] = {
+        "ours_s": ours_total,
+        "baseline_s": base_total,
+        "ratio": base_total / ours_total,
+        "baseline_measured_stages": sorted(base["stages"]),
+        "baseline_with_estimate_s": None if est is None else base_total + est,
+    }
+    res["ratios"] = {
+        s: base["stages"][s] / ours["stages"][s] if s in base["stages"] else None for s in STAGES
+    }
     if est is not None:
         res["ratios"]["evaluate_estimated"] = est / ours["stages"]["evaluate"]
     return res
@@ -610,8 +756,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic table")
     parser.add_argument("--features", type=int, default=100, help="feature columns of the synthetic table")
     parser.add_argument("--skip-large", action="store_true", help="run CC GENERAL only")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="runs per side on CC GENERAL (median reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="runs per side on CC GENERAL (median reported)"
+    )
     parser.add_argument("--large-repeats", type=int, default=1, help="runs per side on the synthetic table")
     parser.add_argument("--n-init", type=int, default=4, help="KMeans restarts, the same for both sides")
     parser.add_argument("--out", type=Path, default=OUT, help="output folder (default benchmarks/out)")
@@ -619,8 +766,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
 
     if args.worker:
         spec = json.loads(args.spec.read_text(encoding="utf-8"))
@@ -639,46 +787,95 @@ def main(argv: list[str] | None = None) -> int:
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     config = load_config()
-    common = {"n_clusters": N_CLUSTERS, "n_init": args.n_init, "seed": config.seed,
-              "silhouette_sample": config.evaluate.silhouette_sample}
+    common = {
+        "n_clusters": N_CLUSTERS,
+        "n_init": args.n_init,
+        "seed": config.seed,
+        "silhouette_sample": config.evaluate.silhouette_sample,
+    }
     cc = sample_data_path()
-    specs: list[tuple[dict[str, Any], np.ndarray | None]] = [(
-        {**common, "name": "cc_general", "label": "CC GENERAL sample", "csv": str(cc), "parquet": None,
-         "features": 17, "repeats": args.repeats, "prefix": str(work / "cc_general")}, None)]
+    specs: list[tuple[dict[str, Any], np.ndarray | None]] = [
+        (
+            {
+                **common,
+                "name": "cc_general",
+                "label": "CC GENERAL sample",
+                "csv": str(cc),
+                "parquet": None,
+                "features": 17,
+                "repeats": args.repeats,
+                "prefix": str(work / "cc_general"),
+            },
+            None,
+        )
+    ]
     generation: dict[str, Any] | None = None
     if not args.skip_large:
         stem = f"synthetic_{args.rows}x{args.features}_k{SYNTH_SEGMENTS}_seed{SYNTH_SEED}"
-        files = {"parquet": out / f"{stem}.parquet", "csv": out / f"{stem}.csv",
-                 "truth": out / f"{stem}_truth.npy"}
+        files = {
+            "parquet": out / f"{stem}.parquet",
+            "csv": out / f"{stem}.csv",
+            "truth": out / f"{stem}_truth.npy",
+        }
         name = f"synthetic_{args.rows}x{args.features}"
         if not all(p.exists() for p in files.values()):
             logger.info("generating %s (cached for later runs)", stem)
-            generation = run_worker("generate", {"name": name, "rows": args.rows, "features": args.features,
-                                                 **{k: str(v) for k, v in files.items()}}, work)
+            generation = run_worker(
+                "generate",
+                {
+                    "name": name,
+                    "rows": args.rows,
+                    "features": args.features,
+                    **{k: str(v) for k, v in files.items()},
+                },
+                work,
+            )
         else:
             logger.info("using cached %s", stem)
         truth = np.load(files["truth"])
-        specs.append(({**common, "name": name, "label": f"Synthetic ({SYNTH_SEGMENTS} planted segments)",
-                       "csv": str(files["csv"]), "parquet": str(files["parquet"]), "features": args.features,
-                       "repeats": args.large_repeats, "prefix": str(work / name),
-                       "file_mib": {k: files[k].stat().st_size / 2**20 for k in ("csv", "parquet")}}, truth))
+        specs.append(
+            (
+                {
+                    **common,
+                    "name": name,
+                    "label": f"Synthetic ({SYNTH_SEGMENTS} planted segments)",
+                    "csv": str(files["csv"]),
+                    "parquet": str(files["parquet"]),
+                    "features": args.features,
+                    "repeats": args.large_repeats,
+                    "prefix": str(work / name),
+                    "file_mib": {k: files[k].stat().st_size / 2**20 for k in ("csv", "parquet")},
+                },
+                truth,
+            )
+        )
 
     results = []
     for spec, truth in specs:
         logger.info("=== %s", spec["name"])
         results.append(bench_dataset(spec, work, truth))
 
-    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "sklearn": sklearn.__version__, "pandas": pd.__version__, "numpy": np.__version__,
-            "machine": platform.machine(), "n_init": args.n_init, "wall_s": time.perf_counter() - wall,
-            "synthetic_generation": generation}
+    meta = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "sklearn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "n_init": args.n_init,
+        "wall_s": time.perf_counter() - wall,
+        "synthetic_generation": generation,
+    }
     text = render_text(results, args.n_init)
     print(text)
-    print(f"\nbenchmark wall time: {meta['wall_s']:.0f} s (including data generation: "
-          f"{'yes' if generation else 'no, cached'})")
-    write_json({"meta": meta, "notes": notes(results, args.n_init), "datasets": results},
-               out / "pipeline.json")
+    print(
+        f"\nbenchmark wall time: {meta['wall_s']:.0f} s (including data generation: "
+        f"{'yes' if generation else 'no, cached'})"
+    )
+    write_json(
+        {"meta": meta, "notes": notes(results, args.n_init), "datasets": results}, out / "pipeline.json"
+    )
     write_text(render_md(results, meta, args.n_init), out / "pipeline.md")
     logger.info("wrote %s and %s", out / "pipeline.json", out / "pipeline.md")
     return 0
