@@ -118,6 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="move `production` back to `previous`")
     _add_config_args(rollback)
 
+    serve = sub.add_parser("serve", help="serve a model over HTTP (LitServe): /predict, /health, /info")
+    what = serve.add_mutually_exclusive_group()
+    what.add_argument(
+        "--model", default="production", help="registry alias or version to serve (default production)"
+    )
+    what.add_argument(
+        "--bundle", type=Path, help="serve this bundle (or run directory) instead of the registry"
+    )
+    serve.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "0.0.0.0", "::"])  # noqa: S104
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="inference worker processes")
+    serve.add_argument("--max-batch-size", type=int, default=1, help="requests batched into one prediction")
+    serve.add_argument("--batch-timeout", type=float, default=0.0, help="seconds to wait to fill a batch")
+    serve.add_argument("--timeout", type=float, default=30.0, help="request timeout in seconds")
+    serve.add_argument("--max-customers", type=int, default=1000, help="customers per request")
+    serve.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body")
+    serve.add_argument(
+        "--api-key-env", default="SEGMENT_API_KEY", help="env var holding the /predict API key"
+    )
+    _add_config_args(serve)
+
     runs = sub.add_parser("runs", help="table of local runs: differing config and metrics")
     runs.add_argument("roots", nargs="*", type=Path, help="directories to search (default: runs/ and sweeps)")
     runs.add_argument("--sort", default="silhouette", help="metric or config key to sort by")
@@ -321,6 +342,52 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import tempfile
+
+    from segmentation.registry import registry_root
+    from segmentation.serving.app import ModelSource, ServeSettings, build_server
+
+    config = resolve_config(args)
+    if args.bundle:
+        source = ModelSource(bundle=str(args.bundle.resolve()))
+    else:
+        source = ModelSource(
+            registry_root=str(registry_root(config.registry.dir)),
+            name=config.registry.name or config.model_name,
+            alias=args.model,
+        )
+    settings = ServeSettings(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        max_batch_size=args.max_batch_size,
+        batch_timeout=args.batch_timeout,
+        timeout=args.timeout,
+        max_customers=args.max_customers,
+        max_body_mb=args.max_body_mb,
+        api_key=os.environ.get(args.api_key_env) or None,
+    )
+    with tempfile.TemporaryDirectory(prefix="segment-serve-") as ready_dir:
+        server = build_server(source, settings, ready_dir)
+
+        def stop(signum: int, _frame: object) -> None:
+            # LitServe shuts its workers down on KeyboardInterrupt only; SIGTERM takes the same path.
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, stop)
+        logger.info("serving on http://%s:%d (%s)", settings.host, settings.port, settings.as_dict())
+        server.run(
+            host=settings.host,
+            port=settings.port,
+            num_api_servers=1,
+            generate_client_file=False,
+            log_level="warning",
+        )
+    return EXIT_OK
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from segmentation.runs import collect_runs, format_table, runs_table
 
@@ -357,6 +424,7 @@ _COMMANDS = {
     "promote": _cmd_promote,
     "rollback": _cmd_rollback,
     "runs": _cmd_runs,
+    "serve": _cmd_serve,
     "report": _cmd_report,
     "make-data": _cmd_make_data,
     "config": _cmd_config,

@@ -1,0 +1,92 @@
+"""Request and response models generated from a bundle's schema, so OpenAPI documents the real fields.
+
+Every feature column of the training schema becomes a required field (``null`` allowed: missing values are
+imputed exactly as in training) with the schema's type and range; unknown fields are rejected; numbers must
+be finite. The generated classes pickle as plain dicts, because LitServe hands the validated request to its
+inference workers through a multiprocessing queue and a class built at runtime cannot be pickled by name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from segmentation.data.validation import ColumnSpec, TableSchema
+
+
+def _as_dict(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
+class WireModel(BaseModel):
+    """Base of generated models: strict about unknown fields, pickled as a JSON-ready dict."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        return _as_dict, (self.model_dump(mode="json", by_alias=True),)
+
+
+def _field(spec: ColumnSpec) -> tuple[Any, Any]:
+    description = f"{spec.kind} feature"
+    if spec.kind == "numeric":
+        bounds = {}
+        if spec.min_value is not None:
+            bounds["ge"] = spec.min_value
+            description += f", >= {spec.min_value:g}"
+        if spec.max_value is not None:
+            bounds["le"] = spec.max_value
+            description += f", <= {spec.max_value:g}"
+        kind: Any = Annotated[float, Field(allow_inf_nan=False, **bounds)]
+    elif spec.kind == "boolean":
+        kind = bool
+    elif spec.kind == "datetime":
+        kind = dt.datetime | dt.date
+    else:
+        kind = Annotated[str, Field(max_length=200)]
+        if spec.categories:
+            description += f" (known levels: {', '.join(spec.categories[:20])}; others encode as unseen)"
+    # Required but nullable: a customer must state every feature, null meaning "missing" (imputed).
+    return (kind | None, Field(..., description=description))
+
+
+def _identifier(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def request_models(schema: TableSchema, max_customers: int) -> tuple[type[WireModel], type[WireModel]]:
+    """``(Customer, PredictRequest)`` for a bundle's schema.
+
+    Field names are the table's column names (aliases where a column name is not a Python identifier).
+    """
+    fields: dict[str, Any] = {}
+    if schema.id_column:
+        fields[_identifier(schema.id_column)] = (
+            Annotated[
+                str | int | None, Field(alias=schema.id_column, description="customer ID (echoed back)")
+            ],
+            None,
+        )
+    for spec in schema.columns:
+        kind, info = _field(spec)
+        name = _identifier(spec.name)
+        if name != spec.name:
+            info.alias = spec.name
+        fields[name] = (kind, info)
+    customer = create_model(  # type: ignore[call-overload]
+        "Customer",
+        __base__=WireModel,
+        __doc__="One customer's raw features, as in the training table.",
+        **fields,
+    )
+    customer.model_config["populate_by_name"] = True
+    request = create_model(  # type: ignore[call-overload]
+        "PredictRequest",
+        __base__=WireModel,
+        __doc__=f"Customers to assign to segments (1 to {max_customers} per request).",
+        customers=(list[customer], Field(..., min_length=1, max_length=max_customers)),
+    )
+    return customer, request

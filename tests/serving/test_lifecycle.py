@@ -1,0 +1,78 @@
+"""Serving the registry's production model: live pickup of a promotion, clean SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+from segmentation import pipeline
+from segmentation.bundle import save_bundle
+from segmentation.config import RegistryConfig, load_config
+from segmentation.data.io import sample_data_path
+from segmentation.registry import LocalRegistry
+
+
+def _bundle(k: int, root: Path) -> Path:
+    config = load_config(overrides=[f"cluster.n_clusters={k}", "evaluate.stability_resamples=0"])
+    table = pipeline.validate_table(pd.read_csv(sample_data_path()), config.data, source="cc")
+    pre, x = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=0)
+    featurizer, z = pipeline.fit_features(x, config.featurize, seed=0)
+    result = pipeline.fit_segments(z, x, config.cluster, seed=0, silhouette_sample=2000)
+    metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
+    model = pipeline.assemble_model(
+        table, pre, featurizer, result, x, metrics, config=config, data_hash="h", source="cc"
+    )
+    return save_bundle(model, root / f"k{k}")
+
+
+def test_promotion_is_picked_up_without_dropping_requests_and_sigterm_leaves_nothing(
+    tmp_path: Path, start_server, descendants, wait_gone, port_is_free
+) -> None:
+    home = tmp_path / "home"
+    registry = LocalRegistry(home / "registry", "customer-segments")
+    first = registry.register(_bundle(5, tmp_path))
+    second = registry.register(_bundle(4, tmp_path))
+    gate = RegistryConfig(min_stability=None)
+    registry.promote(first.version, gate, force=True)
+    server = start_server(["--model", "production"], tmp_path / "server.log", env={"SEGMENT_HOME": str(home)})
+    customer = pd.read_csv(sample_data_path()).iloc[:1].to_dict("records")
+    body = {"customers": [{k: (None if pd.isna(v) else v) for k, v in customer[0].items()}]}
+    answers: list[tuple[int, str | None, int]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            while not stop.is_set():
+                response = http.post("/predict", json=body)
+                data = response.json() if response.status_code == 200 else {}
+                version = data.get("model", {}).get("version")
+                width = len(data["predictions"][0]["distances"]) if data else -1
+                answers.append((response.status_code, version, width))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    registry.promote(second.version, gate, force=True)
+    promoted_at = len(answers)
+    time.sleep(4)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert all(status == 200 for status, _, _ in answers), "a request failed during the switch"
+    assert answers[0][1] == first.tag
+    assert answers[-1][1] == second.tag
+    assert answers[-1][2] == 4  # the new model (4 segments) answered
+    switch = next(i for i, (_, version, _) in enumerate(answers) if version == second.tag)
+    assert switch >= promoted_at - 4  # never before the promotion
+    info = httpx.get(f"{server.url}/info").json()["model"]
+    assert (info["version"], info["alias"]) == (second.tag, "production")
+
+    children = descendants(server.process.pid)
+    assert server.stop() == 0
+    assert not wait_gone(children)
+    assert port_is_free(server.port)
