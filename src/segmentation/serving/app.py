@@ -32,13 +32,13 @@ from typing import Any
 import litserve as ls
 import numpy as np
 import pandas as pd
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from segmentation.bundle import SegmentationModel, bundle_digest, find_bundle, load_bundle
 from segmentation.registry import LocalRegistry
-from segmentation.serving.schema import request_models
+from segmentation.serving.schema import columnar, request_models
 
 logger = logging.getLogger("segmentation.serving")
 
@@ -160,12 +160,14 @@ class SegmentAPI(ls.LitAPI):
 
     def decode_request(self, request: Any) -> pd.DataFrame:
         """The validated customers as a frame (LitServe replaces ``request``'s annotation, see build)."""
+        if isinstance(request, dict) and "columns" in request:  # how WireModel crosses processes
+            return pd.DataFrame(request["columns"])
         customers = (
             request["customers"]
             if isinstance(request, dict)
-            else request.model_dump(mode="json", by_alias=True)["customers"]
+            else request.model_dump(by_alias=True)["customers"]
         )
-        return pd.DataFrame(customers)
+        return pd.DataFrame(columnar(customers))
 
     def batch(self, inputs: list[pd.DataFrame]) -> list[pd.DataFrame]:
         """Keep requests apart; :meth:`predict` scores them together."""
@@ -213,9 +215,9 @@ class SegmentAPI(ls.LitAPI):
             start += size
         return out
 
-    def encode_response(self, output: dict[str, Any]) -> dict[str, Any]:
-        """The JSON body."""
-        return output
+    def encode_response(self, output: dict[str, Any]) -> Response:
+        """The JSON body, encoded here in the worker: the HTTP process passes the bytes through untouched."""
+        return Response(content=json.dumps(output, separators=(",", ":")), media_type="application/json")
 
     # --------------------------------------------------------------------------- HTTP process
     def health(self) -> bool:
@@ -322,12 +324,15 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # No batching by default: LitServe's batch collector polls every millisecond while idle, which on two
+    # cores costs single-request latency (benchmarks/serving.py, README); turn it on for throughput.
     max_batch_size: int = 1
     batch_timeout: float = 0.0
     timeout: float = 30.0
     max_customers: int = 1000
     max_body_mb: float = 8.0
     api_key: str | None = None
+    fast_queue: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         """For logs and /info (without the key)."""
@@ -368,6 +373,9 @@ def build_server(source: ModelSource, settings: ServeSettings, ready_dir: str) -
         workers_per_device=settings.workers,
         timeout=settings.timeout,
         info_path="/litserve-info",
+        # ZeroMQ between the HTTP process and the workers instead of multiprocessing manager queues:
+        # measured in benchmarks/serving.py (README) for large requests.
+        fast_queue=settings.fast_queue,
         middlewares=[
             (Gatekeeper, {"api_key": settings.api_key, "max_body": int(settings.max_body_mb * 2**20)})
         ],
