@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import signal
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,8 +110,24 @@ def run_sweep(
     (directory / "sweep.yaml").write_text(Path(sweep_path).read_text(encoding="utf-8"), encoding="utf-8")
     trials: list[sweeps_lib.Trial] = []
     interrupted = False
+    # Ctrl-C may land inside a Prefect task, which reports it as a crashed run (an ordinary exception)
+    # rather than letting KeyboardInterrupt through: remember the signal itself.
+    stop = threading.Event()
+    in_trial = threading.Event()
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+
+        def on_sigint(_signum: int, _frame: object) -> None:
+            stop.set()
+            if in_trial.is_set():  # between trials the loop just stops at its next check
+                raise KeyboardInterrupt
+
+        previous_handler = signal.signal(signal.SIGINT, on_sigint)
     logger.info("sweep %s: %s, metric %s (%s)", sweep_id, sweep["method"], metric, sweeps_lib.goal(sweep))
     while cap is None or len(trials) < cap:
+        if stop.is_set():
+            interrupted = True
+            break
         params = sweeps_lib.propose(sweep, trials, seed)
         if params is None:
             logger.info("sweep %s: grid exhausted after %d trials", sweep_id, len(trials))
@@ -120,7 +138,11 @@ def run_sweep(
         config: SegmentConfig | None = None
         try:
             config = load_config(config_path, [*base_overrides, *params.items()])
-            result = run_training(data, run_dir, config, tracking_group=sweep_id)
+            in_trial.set()
+            try:
+                result = run_training(data, run_dir, config, tracking_group=sweep_id)
+            finally:
+                in_trial.clear()
             trial.run_dir = str(run_dir)
             trial.registry = result["paths"].get("registry")
             trial.metric = metric_value(result["metrics"], metric)
@@ -128,16 +150,21 @@ def run_sweep(
                 raise SegmentationError(f"training did not log the sweep metric {metric!r}")
             trial.state = "finished"
         except KeyboardInterrupt:
-            trial.state, trial.error, interrupted = "killed", "interrupted (Ctrl-C)", True
+            stop.set()
         except Exception as exc:  # a failed trial must not end the sweep
-            trial.state, trial.error = "failed", f"{type(exc).__name__}: {exc}"
-            logger.warning("sweep %s: trial %d failed: %s", sweep_id, trial.index, trial.error)
-            _failed_run(config, params, sweep_id, trial.error)
+            if not stop.is_set():
+                trial.state, trial.error = "failed", f"{type(exc).__name__}: {exc}"
+                logger.warning("sweep %s: trial %d failed: %s", sweep_id, trial.index, trial.error)
+                _failed_run(config, params, sweep_id, trial.error)
+        if stop.is_set():
+            trial.state, trial.error, interrupted = "killed", "interrupted (Ctrl-C)", True
         trials.append(trial)
         _record(directory, trial)
         if interrupted:
             logger.warning("sweep %s: interrupted; %d trials recorded", sweep_id, len(trials))
             break
+    if previous_handler is not None:
+        signal.signal(signal.SIGINT, previous_handler)
     tracking.flush()  # every trial's W&B files complete on disk before anyone reads or syncs them
     winner = sweeps_lib.best(trials, sweep)
     result = SweepResult(sweep_id, directory, trials, winner, interrupted)

@@ -199,7 +199,10 @@ def test_ctrl_c_records_the_current_trial_and_stops(
     out, _ = process.communicate(timeout=300)
     assert process.returncode == 130
     states = [json.loads(line)["state"] for line in records[0].read_text().splitlines()]
-    assert states[-1] == "killed"  # the trial under way is recorded, then the sweep stops
-    assert set(states[:-1]) == {"finished"}
+    summary = json.loads((records[0].parent / "summary.json").read_text())
+    assert summary["interrupted"] is True
     assert len(states) < 6  # the grid was not finished
-    assert "killed" in out
+    # The trial under way is recorded as killed (unless the signal fell between two trials).
+    assert set(states[:-1]) == {"finished"}
+    assert states[-1] in {"killed", "finished"}
+    assert states[-1] == "killed" or "killed" not in out

@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1.7
+# Two images from one file (CPU only):
+#   docker build --target runtime -t customer-segmentation:runtime .   # flows, Prefect worker jobs, CLI
+#   docker build --target server  -t customer-segmentation:server  .   # LitServe endpoint for a baked-in model
+# The server target expects the model bundle to serve in ./model (deploy.yml exports the production version).
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /build
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# torch first, from PyTorch's CPU index: the default index would pull a multi-GB CUDA build.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY workflows ./workflows
+RUN pip install .
+
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --home-dir /app --create-home app
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    SEGMENT_HOME=/app/.segment \
+    WANDB_DIR=/app/.segment \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    MPLCONFIGDIR=/tmp/matplotlib
+WORKDIR /app
+USER app
+CMD ["segment", "--help"]
+
+FROM runtime AS server
+COPY --chown=app:app model/ /app/model/
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status == 200 else 1)"]
+CMD ["segment", "serve", "--bundle", "/app/model", "--host", "0.0.0.0", "--port", "8000"]
