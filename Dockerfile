@@ -29,11 +29,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /app
-USER app
+USER 10001:10001
 CMD ["segment", "--help"]
 
 FROM runtime AS server
-COPY --chown=app:app model/ /app/model/
+COPY --chown=10001:10001 model/ /app/model/
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status == 200 else 1)"]

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export SEGMENT_HOME ?= $(CURDIR)/.segment
 
-.PHONY: setup browser demo test lint format bench clean
+.PHONY: setup browser demo test lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src workflows tests benchmarks
 	$(BIN)/ruff format --check src workflows tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format src workflows tests benchmarks
