@@ -17,7 +17,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from segmentation import sweep as sweeps_lib
 from segmentation import tracking
@@ -64,7 +64,7 @@ def _failed_run(config: SegmentConfig | None, params: dict[str, Any], group: str
         project=base.tracking.project,
         entity=base.tracking.entity,
         dir=str(tracking.tracking_dir(base.tracking)),
-        mode=tracking.resolve_mode(base.tracking),
+        mode=cast(Any, tracking.resolve_mode(base.tracking)),
         job_type="train",
         group=group,
         tags=["segmentation", "sweep", "failed"],
@@ -140,12 +140,12 @@ def run_sweep(
             config = load_config(config_path, [*base_overrides, *params.items()])
             in_trial.set()
             try:
-                result = run_training(data, run_dir, config, tracking_group=sweep_id)
+                trained = run_training(data, run_dir, config, tracking_group=sweep_id)
             finally:
                 in_trial.clear()
             trial.run_dir = str(run_dir)
-            trial.registry = result["paths"].get("registry")
-            trial.metric = metric_value(result["metrics"], metric)
+            trial.registry = trained["paths"].get("registry")
+            trial.metric = metric_value(trained["metrics"], metric)
             if trial.metric is None:
                 raise SegmentationError(f"training did not log the sweep metric {metric!r}")
             trial.state = "finished"

@@ -155,7 +155,7 @@ def segment_summary(
 # ------------------------------------------------------------------------------------------- saving
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     return buffer.getvalue()
 
 

@@ -14,12 +14,16 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from segmentation import __version__
 from segmentation.config import SegmentConfig, load_config
 from segmentation.errors import ConfigError, DataValidationError, SegmentationError
+
+if TYPE_CHECKING:
+    from segmentation.registry import LocalRegistry
 
 logger = logging.getLogger("segmentation")
 
@@ -289,7 +293,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 4 if result.refused else EXIT_OK
 
 
-def _registry(args: argparse.Namespace) -> tuple[SegmentConfig, object]:
+def _registry(args: argparse.Namespace) -> tuple[SegmentConfig, LocalRegistry]:
     from segmentation.registry import LocalRegistry, registry_root
 
     config = resolve_config(args)

@@ -89,6 +89,8 @@ class Clusterer(ABC):
     """
 
     kind: ClassVar[str]
+    n_clusters_: int
+    labels_: np.ndarray
 
     def __init__(self, config: Any, seed: int = 0) -> None:
         self.config = config
@@ -174,7 +176,8 @@ class _CentroidClusterer(Clusterer):
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], blob: bytes | None) -> Self:  # noqa: ARG003
         """Rebuild from centroids."""
-        obj = cls(_CONFIGS[meta["kind"]].model_validate(meta["config"]), seed=int(meta["seed"]))
+        config_type: Any = _CONFIGS[meta["kind"]]
+        obj = cls(config_type.model_validate(meta["config"]), seed=int(meta["seed"]))
         obj.cluster_centers_ = arrays["cluster_centers"]
         obj.n_clusters_ = int(meta["n_clusters"])
         return obj
@@ -469,14 +472,21 @@ def fit_clusterer(
         silhouette_sample: rows sampled for the silhouette.
     """
     cls = _CLASSES[config.kind]
-    searchable = isinstance(config, (KMeansConfig, MiniBatchKMeansConfig, GMMConfig, AgglomerativeConfig))
-    if not searchable or config.n_clusters is not None:
+    if not isinstance(config, KMeansConfig | MiniBatchKMeansConfig | GMMConfig | AgglomerativeConfig):
         model = cls(config, seed=seed).fit(z)
         score = sampled_silhouette(x_eval, model.labels_, silhouette_sample, seed)
-        k_scores = {model.n_clusters_: score} if searchable else {}
-        criterion = "fixed k" if searchable else "density (k not searched)"
         return ClusterResult(
-            model=model, labels=model.labels_, score=score, k_scores=k_scores, criterion=criterion
+            model=model, labels=model.labels_, score=score, k_scores={}, criterion="density (k not searched)"
+        )
+    if config.n_clusters is not None:
+        model = cls(config, seed=seed).fit(z)
+        score = sampled_silhouette(x_eval, model.labels_, silhouette_sample, seed)
+        return ClusterResult(
+            model=model,
+            labels=model.labels_,
+            score=score,
+            k_scores={model.n_clusters_: score},
+            criterion="fixed k",
         )
     best: ClusterResult | None = None
     scores: dict[int, float | None] = {}

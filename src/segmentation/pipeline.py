@@ -521,7 +521,11 @@ def rebuild_insights(
     if len(labels) != len(frame):
         raise BundleError(f"{labels_path} has {len(labels)} rows, the training data {len(frame)}")
     history_path = run_dir / "loss_history.csv"
-    history = pd.read_csv(history_path).to_dict("records") if history_path.is_file() else []
+    history: list[dict[str, float]] = (
+        [{str(k): float(v) for k, v in r.items()} for r in pd.read_csv(history_path).to_dict("records")]
+        if history_path.is_file()
+        else []
+    )
     x = model.preprocessor.transform(frame)
     seed = int(model.manifest.get("config", {}).get("seed", 0))
     paths = write_insights(run_dir, model, frame, labels, x, history, seed=seed)

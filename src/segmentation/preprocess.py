@@ -89,7 +89,7 @@ class Preprocessor:
         spec = self.schema.column(name)
         series = frame[name]
         if spec.kind == "datetime":
-            ref = pd.Timestamp(self.schema.reference_date)
+            ref = pd.Timestamp(str(self.schema.reference_date))
             days = (ref - parse_dates(series)).dt.total_seconds() / 86400.0
             values = days.to_numpy(dtype=np.float64, na_value=np.nan)
         elif spec.kind == "boolean":

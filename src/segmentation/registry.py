@@ -342,8 +342,11 @@ class LocalRegistry:
         Raises:
             RegistryError: no version has that metric.
         """
-        scored = [(metric_value(v.metrics, metric), v) for v in self.versions()]
-        scored = [(value, v) for value, v in scored if value is not None]
+        scored: list[tuple[float, ModelVersion]] = []
+        for entry in self.versions():
+            value = metric_value(entry.metrics, metric)
+            if value is not None:
+                scored.append((value, entry))
         if not scored:
             raise RegistryError(f"no version of {self.name!r} has a metric {metric!r}")
         sign = 1 if goal == "maximize" else -1

@@ -58,7 +58,7 @@ class Trial:
         """The ``sweeps.SweepRun`` the engine reasons about."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sweeps 0.2.0 declares pydantic v1-style config keys
-            from sweeps import RunState, SweepRun
+            from sweeps import RunState, SweepRun  # type: ignore[attr-defined]
 
         state = {"finished": RunState.finished, "failed": RunState.failed, "killed": RunState.killed}.get(
             self.state, RunState.running
@@ -149,7 +149,9 @@ def propose(sweep: dict[str, Any], trials: list[Trial], seed: int) -> dict[str, 
     random.seed(seed + index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        proposal = sweeps.next_run(engine_config, [t.as_sweep_run() for t in trials], validate=False)
+        proposal = sweeps.next_run(  # type: ignore[attr-defined]
+            engine_config, [t.as_sweep_run() for t in trials], validate=False
+        )
     if proposal is None:
         return None
     return {key: spec["value"] for key, spec in proposal.config.items()}

@@ -28,7 +28,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -128,7 +128,7 @@ def track_training(
         project=config.tracking.project,
         entity=config.tracking.entity,
         dir=str(tracking_dir(config.tracking)),
-        mode=mode,
+        mode=cast(Any, mode),
         job_type="train",
         group=group or os.environ.get("WANDB_RUN_GROUP"),
         name=run_dir.name,
@@ -288,7 +288,7 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
         raise FileNotFoundError(f"{run_dir} has no run-*.wandb file")
     result = OfflineRun("", "", "", "", [], {}, {}, [])
     for raw in _records(files[0]):
-        record = wandb_internal_pb2.Record()
+        record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
         record.ParseFromString(raw)
         kind = record.WhichOneof("record_type")
         if kind == "run":

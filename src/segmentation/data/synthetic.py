@@ -281,8 +281,8 @@ def make_customers(
 
     extra: dict[str, pd.Series | np.ndarray] = {}
     if layout.flag:
-        shift = np.float32(r_params.normal(0.0, 0.5))
-        prob = _sigmoid(flag_z[0] * np.float32(2.0) + shift)
+        flag_shift = np.float32(r_params.normal(0.0, 0.5))
+        prob = _sigmoid(flag_z[0] * np.float32(2.0) + flag_shift)
         extra["flag_00"] = r_draws.random(rows, dtype=np.float32) < prob
     if layout.channel:
         n_levels = len(CHANNEL_LEVELS)

@@ -118,9 +118,6 @@ def _check_name(check: str) -> str:
 
 
 # ------------------------------------------------------------------------------------- CC GENERAL
-_FREQ = {"ge": 0.0, "le": 1.0, "nullable": False}
-
-
 class CCGeneral(pa.DataFrameModel):
     """Schema of the *Credit Card Dataset for Clustering* (CC GENERAL).
 
@@ -132,21 +129,21 @@ class CCGeneral(pa.DataFrameModel):
 
     CUST_ID: Series[str] = pa.Field(unique=True, nullable=False)
     BALANCE: Series[float] = pa.Field(ge=0, nullable=False)
-    BALANCE_FREQUENCY: Series[float] = pa.Field(**_FREQ)
+    BALANCE_FREQUENCY: Series[float] = pa.Field(ge=0.0, le=1.0, nullable=False)
     PURCHASES: Series[float] = pa.Field(ge=0, nullable=False)
     ONEOFF_PURCHASES: Series[float] = pa.Field(ge=0, nullable=False)
     INSTALLMENTS_PURCHASES: Series[float] = pa.Field(ge=0, nullable=False)
     CASH_ADVANCE: Series[float] = pa.Field(ge=0, nullable=False)
-    PURCHASES_FREQUENCY: Series[float] = pa.Field(**_FREQ)
-    ONEOFF_PURCHASES_FREQUENCY: Series[float] = pa.Field(**_FREQ)
-    PURCHASES_INSTALLMENTS_FREQUENCY: Series[float] = pa.Field(**_FREQ)
+    PURCHASES_FREQUENCY: Series[float] = pa.Field(ge=0.0, le=1.0, nullable=False)
+    ONEOFF_PURCHASES_FREQUENCY: Series[float] = pa.Field(ge=0.0, le=1.0, nullable=False)
+    PURCHASES_INSTALLMENTS_FREQUENCY: Series[float] = pa.Field(ge=0.0, le=1.0, nullable=False)
     CASH_ADVANCE_FREQUENCY: Series[float] = pa.Field(ge=0, le=1.5, nullable=False)
     CASH_ADVANCE_TRX: Series[float] = pa.Field(ge=0, nullable=False)
     PURCHASES_TRX: Series[float] = pa.Field(ge=0, nullable=False)
     CREDIT_LIMIT: Series[float] = pa.Field(gt=0, nullable=True)
     PAYMENTS: Series[float] = pa.Field(ge=0, nullable=False)
     MINIMUM_PAYMENTS: Series[float] = pa.Field(ge=0, nullable=True)
-    PRC_FULL_PAYMENT: Series[float] = pa.Field(**_FREQ)
+    PRC_FULL_PAYMENT: Series[float] = pa.Field(ge=0.0, le=1.0, nullable=False)
     TENURE: Series[float] = pa.Field(ge=1, le=12, nullable=False)
 
     class Config:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 
@@ -22,15 +23,16 @@ from matplotlib.figure import Figure
 from segmentation.clustering import NOISE
 from segmentation.data.io import atomic_path
 from segmentation.features.pca import PCAFeaturizer
+from segmentation.insights.profiles import row
 
 NOISE_COLOUR = "#b0b0b0"
 
 
 def segment_colours(segments: list[int]) -> dict[int, str]:
     """A fixed colour per segment ID (tab10, then tab20); noise is grey."""
-    palette = [
-        mpl.colors.to_hex(c) for c in (*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20").colors[1::2])
-    ]
+    tab10: Any = plt.get_cmap("tab10")
+    tab20: Any = plt.get_cmap("tab20")
+    palette = [mpl.colors.to_hex(c) for c in (*tab10.colors, *tab20.colors[1::2])]
     return {seg: NOISE_COLOUR if seg == NOISE else palette[seg % len(palette)] for seg in segments}
 
 
@@ -159,11 +161,10 @@ def plot_k_selection(scores: dict[str, float | None], chosen: int, path: Path) -
     """The criterion for every k tried, the chosen k marked."""
     ks = sorted(int(k) for k, v in scores.items() if v is not None)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(ks, [scores[str(k)] for k in ks], marker="o")
-    if str(chosen) in scores and scores[str(chosen)] is not None:
-        ax.scatter(
-            [chosen], [scores[str(chosen)]], s=150, facecolors="none", edgecolors="red", label="chosen"
-        )
+    ax.plot(ks, [float(scores[str(k)] or 0.0) for k in ks], marker="o")
+    chosen_score = scores.get(str(chosen))
+    if chosen_score is not None:
+        ax.scatter([chosen], [chosen_score], s=150, facecolors="none", edgecolors="red", label="chosen")
         ax.legend()
     ax.set(title="Choosing k: silhouette (preprocessed space, sampled)", xlabel="k", ylabel="silhouette")
     return _save(fig, path)
@@ -236,6 +237,6 @@ def make_plots(
     for seg in (int(s) for s in diffs.index):
         card = "segment_noise" if seg == NOISE else f"segment_{seg}"
         out[card] = plot_segment_card(
-            seg, diffs.loc[seg], names.get(seg, ""), colours[seg], plots_dir / f"{card}.png"
+            seg, row(diffs, seg), names.get(seg, ""), colours[seg], plots_dir / f"{card}.png"
         )
     return {name: str(path) for name, path in out.items()}

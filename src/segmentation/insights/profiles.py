@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,11 @@ def standardized_differences(x: np.ndarray, labels: np.ndarray, feature_names: l
     segments = sorted(set(labels.tolist()))
     rows = [x[labels == seg].mean(axis=0) for seg in segments]
     return pd.DataFrame(np.vstack(rows), index=pd.Index(segments, name="segment"), columns=feature_names)
+
+
+def row(frame: pd.DataFrame, key: Any) -> pd.Series:
+    """One row of a frame by label, as a Series."""
+    return cast(pd.Series, frame.loc[key])
 
 
 def top_features(diffs: pd.Series, n: int = 3) -> list[tuple[str, float]]:
@@ -58,7 +63,7 @@ def segment_names(diffs: pd.DataFrame) -> dict[int, str]:
         # Skip near-repeats in the same direction ("cash advance", then "cash advance trx"): features of
         # one family are strongly correlated, so a second one adds length, not meaning.
         chosen: list[tuple[str, float]] = []
-        for name, value in top_features(diffs.loc[seg], len(diffs.columns)):
+        for name, value in top_features(row(diffs, seg), len(diffs.columns)):
             label = _readable(name)
             if any((value > 0) == (v > 0) and label.split()[0] == c.split()[0] for c, v in chosen):
                 continue
@@ -172,9 +177,9 @@ def build_profile(
         stats[f"{column}__index"] = [m / base * 100 if base != 0 else float("nan") for m in means]
     if categorical is not None:
         for column in categorical.columns:
-            values = categorical[column].astype("string").fillna("<missing>")
-            shares = pd.crosstab(labels, values, normalize="index").reindex(segments).fillna(0.0)
-            overall = values.value_counts(normalize=True)
+            levels = categorical[column].astype("string").fillna("<missing>")
+            shares = pd.crosstab(labels, levels, normalize="index").reindex(segments).fillna(0.0)
+            overall = levels.value_counts(normalize=True)
             for level in sorted(overall.index):
                 stats[f"{column}={level}__share"] = shares[level].tolist()
                 stats[f"{column}={level}__index"] = (shares[level] / overall[level] * 100).tolist()
@@ -186,7 +191,7 @@ def build_profile(
             "size": sizes,
             "share": sizes / n,
             "top_features": [
-                "; ".join(f"{f} {v:+.2f}" for f, v in top_features(diffs.loc[s], n_top)) for s in segments
+                "; ".join(f"{f} {v:+.2f}" for f, v in top_features(row(diffs, s), n_top)) for s in segments
             ],
         }
     )

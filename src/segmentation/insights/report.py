@@ -19,7 +19,7 @@ import yaml
 
 from segmentation.clustering import NOISE
 from segmentation.data.io import write_text
-from segmentation.insights.profiles import top_features
+from segmentation.insights.profiles import row, top_features
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def build_blocks(ctx: ReportContext, run_dir: Path) -> list[Block]:
             )
         )
         if sid in profile.index:
-            blocks.append(Bullets(highlights(profile.loc[sid], ctx.centroids.loc[sid])))
+            blocks.append(Bullets(highlights(row(profile, sid), row(ctx.centroids, sid))))
         blocks += image("segment_noise" if sid == NOISE else f"segment_{sid}", f"Profile of segment {sid}")
 
     blocks.append(Heading(2, "Stability"))

@@ -63,7 +63,7 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
         if spec.max_value is not None:
             bounds["le"] = spec.max_value
             description += f", <= {spec.max_value:g}"
-        kind: Any = Annotated[float, Field(allow_inf_nan=False, **bounds)]
+        kind: Any = Annotated[float, Field(allow_inf_nan=False, **bounds)]  # type: ignore[call-overload]
     elif spec.kind == "boolean":
         kind = bool
     elif spec.kind == "datetime":
@@ -99,14 +99,14 @@ def request_models(schema: TableSchema, max_customers: int) -> tuple[type[WireMo
         if name != spec.name:
             info.alias = spec.name
         fields[name] = (kind, info)
-    customer = create_model(  # type: ignore[call-overload]
+    customer = create_model(
         "Customer",
         __base__=WireModel,
         __doc__="One customer's raw features, as in the training table.",
         **fields,
     )
     customer.model_config["populate_by_name"] = True
-    request = create_model(  # type: ignore[call-overload]
+    request = create_model(
         "PredictRequest",
         __base__=WireModel,
         __doc__=f"Customers to assign to segments (1 to {max_customers} per request).",
