@@ -109,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     registry_sub = registry.add_subparsers(dest="registry_command", required=True)
     listing = registry_sub.add_parser("list", help="versions with metrics, aliases, data hash, created-at")
     _add_config_args(listing)
+    export = registry_sub.add_parser(
+        "export", help="copy a version's bundle to a directory (e.g. for an image)"
+    )
+    export.add_argument("ref", help="version (v3) or alias (production)")
+    export.add_argument("dest", type=Path, help="directory to write the bundle to (replaced atomically)")
+    _add_config_args(export)
+
+    report_pr = sub.add_parser(
+        "experiment-report", help="Markdown report of local runs against production (for pull requests)"
+    )
+    report_pr.add_argument("roots", nargs="*", type=Path, help="run directories (default: runs/ and sweeps)")
+    report_pr.add_argument("--out", type=Path, help="write the Markdown here (default: stdout)")
+    _add_config_args(report_pr)
 
     promote = sub.add_parser("promote", help="move `production` to a version that passes the gate")
     which = promote.add_mutually_exclusive_group()
@@ -306,6 +319,22 @@ def _cmd_registry(args: argparse.Namespace) -> int:
     from segmentation.registry import metric_value
 
     config, registry = _registry(args)
+    if args.registry_command == "export":
+        import shutil
+
+        from segmentation.bundle import load_bundle
+        from segmentation.data.io import replace_dir, staging_dir
+
+        entry = registry.get(args.ref)
+        registry.load(entry.version)  # verify before copying
+        staging = staging_dir(args.dest)
+        shutil.copytree(entry.bundle_path, staging, dirs_exist_ok=True)
+        for path in [staging, *staging.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)  # registered copies are read-only; exports are not
+        replace_dir(staging, args.dest)
+        load_bundle(args.dest)
+        sys.stdout.write(f"exported {registry.name} {entry.tag} to {args.dest}\n")
+        return EXIT_OK
     versions = registry.versions()
     if not versions:
         sys.stdout.write(f"model {registry.name!r} has no registered versions ({registry.path})\n")
@@ -336,6 +365,27 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"{registry.name} {promoted.tag} is production (aliases: {', '.join(promoted.aliases)})\n"
     )
+    return EXIT_OK
+
+
+def _cmd_experiment_report(args: argparse.Namespace) -> int:
+    from segmentation.runs import experiment_report
+
+    config, registry = _registry(args)
+    home = Path(os.environ.get("SEGMENT_HOME", ".segment"))
+    roots = args.roots or [Path("runs"), home / "sweeps"]
+    production = None
+    if "production" in registry.aliases():
+        entry = registry.get("production")
+        manifest = registry.load(entry.version).manifest
+        production = {"tag": entry.tag, "metrics": entry.metrics, "config": manifest.get("config", {})}
+    text = experiment_report(roots, production, config.registry)
+    if args.out:
+        from segmentation.data.io import write_text
+
+        write_text(text, args.out)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -428,6 +478,7 @@ _COMMANDS = {
     "promote": _cmd_promote,
     "rollback": _cmd_rollback,
     "runs": _cmd_runs,
+    "experiment-report": _cmd_experiment_report,
     "serve": _cmd_serve,
     "report": _cmd_report,
     "make-data": _cmd_make_data,

@@ -104,3 +104,92 @@ def format_table(table: pd.DataFrame, base: Path | None = None) -> str:
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
     return shown.to_string(index=False)
+
+
+def config_diff(run: dict[str, object], reference: dict[str, object]) -> list[tuple[str, object, object]]:
+    """``(key, run value, reference value)`` for every flat config key that differs (paths left out)."""
+    keys = sorted(set(run) | set(reference))
+    return [
+        (key, run.get(key), reference.get(key))
+        for key in keys
+        if not key.startswith(_IGNORED_KEYS) and str(run.get(key)) != str(reference.get(key))
+    ]
+
+
+def experiment_report(
+    roots: list[Path], production: dict[str, object] | None, gate: object | None = None
+) -> str:
+    """Markdown for a pull request: the runs table, the best run against production, the gate's verdict.
+
+    Args:
+        roots: directories holding the experiment's runs.
+        production: ``{"tag", "metrics", "config"}`` of the production model, or None when there is none.
+        gate: the registry gate (``RegistryConfig``) to apply to the best run.
+    """
+    from segmentation.registry import gate_reasons
+
+    frame = collect_runs(roots)
+    lines = ["## Experiment report", ""]
+    if frame.empty:
+        return "\n".join([*lines, "No runs found."]) + "\n"
+    table = runs_table(frame, sort="silhouette")
+    lines += [f"{len(table)} run(s), best first by silhouette:", "", _markdown(table.head(20)), ""]
+    best = Path(str(table.loc[0, "run"]))
+    metrics = json.loads((best / "metrics.json").read_text(encoding="utf-8"))
+    config = flatten(yaml.safe_load((best / "config.yaml").read_text(encoding="utf-8")) or {})
+    lines += [f"### Best run: `{best.name}`", ""]
+    if production is None:
+        lines += ["No production model in the registry yet: nothing to compare against.", ""]
+    else:
+        prod_metrics = production["metrics"] if isinstance(production["metrics"], dict) else {}
+        rows = [
+            (name, metric_value(metrics, name), metric_value(prod_metrics, name)) for name in DEFAULT_METRICS
+        ]
+        lines += [
+            f"Against production ({production['tag']}):",
+            "",
+            "| metric | this run | production |",
+            "| --- | ---: | ---: |",
+            *(f"| {n} | {_fmt(a)} | {_fmt(b)} |" for n, a, b in rows),
+            "",
+        ]
+        reference = production["config"] if isinstance(production["config"], dict) else {}
+        changed = config_diff(config, flatten(reference))
+        lines += ["Parameters that differ from production:", ""]
+        lines += (
+            [
+                "| key | this run | production |",
+                "| --- | --- | --- |",
+                *(f"| {k} | {a} | {b} |" for k, a, b in changed),
+            ]
+            if changed
+            else ["(none)"]
+        )
+        lines.append("")
+        if gate is not None:
+            reasons = gate_reasons(metrics, prod_metrics, gate)  # type: ignore[arg-type]
+            verdict = (
+                "would pass the promotion gate" if not reasons else "would be refused: " + "; ".join(reasons)
+            )
+            lines += [f"Promotion gate: {verdict}.", ""]
+    plots = sorted(p.name for p in (best / "plots").glob("*.png"))
+    if plots:
+        lines += [
+            f"Plots ({len(plots)}) and report.html are in the workflow's artifacts: {', '.join(plots)}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + " --- |" * len(table.columns)
+    body = [
+        "| " + " | ".join(_fmt(v) if isinstance(v, float) else str(v) for v in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *body])

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from segmentation.bundle import load_bundle
 from segmentation.cli import main
 from segmentation.data.io import file_digest
 from segmentation.registry import LocalRegistry
@@ -90,6 +91,17 @@ def test_offline_sweep_logs_three_runs_registers_promotes_and_rolls_back(
     assert registry.get("previous").version == worse_version.version
     assert main(["promote", "--best", "silhouette"]) == 0  # already production: nothing moves
     assert registry.get("production").version == production.version
+
+    # What the experiment and deploy workflows run: the PR report and the bundle export for the image.
+    report = segment_home / "experiment-report.md"
+    assert main(["experiment-report", str(segment_home / "sweeps"), "--out", str(report)]) == 0
+    text = report.read_text()
+    assert f"Against production ({production.tag})" in text
+    assert "Promotion gate:" in text
+    assert text.count("| " + str(segment_home / "sweeps")) == 3
+    exported = segment_home / "model"
+    assert main(["registry", "export", "production", str(exported)]) == 0
+    assert load_bundle(exported).manifest["files"] == registry.load("production").manifest["files"]
 
     capsys.readouterr()
     assert main(["runs", str(segment_home / "sweeps"), "--sort", "silhouette"]) == 0
