@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export SEGMENT_HOME ?= $(CURDIR)/.segment
 
-.PHONY: setup browser demo test lint typecheck format bench clean
+.PHONY: setup browser demo test lint typecheck format bench server server-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ test: setup browser
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline.py
+
+# A local Prefect server (SQLite under $(SEGMENT_HOME)/prefect-server), the process pool, the deployments and a
+# worker. PREFECT_PORT overrides the port. Then: PREFECT_API_URL=http://127.0.0.1:4200/api prefect deployment run ...
+server: setup
+	$(BIN)/python -m workflows.local_server start
+
+server-stop:
+	$(BIN)/python -m workflows.local_server stop
 
 clean:
 	rm -rf runs .segment .pytest_cache .ruff_cache

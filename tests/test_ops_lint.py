@@ -33,12 +33,8 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
     assert "HEALTHCHECK" in text
     assert "/health" in text
     assert 'CMD ["segment", "serve"' in text  # exec form
-    assert (
-        "torch==2.13.0" in text
-    )
-    assert (
-        "download.pytorch.org/whl/cpu" in text
-    )
+    assert "torch==2.13.0" in text
+    assert "download.pytorch.org/whl/cpu" in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".segment", "tests"} <= set(ignored)
 

@@ -27,7 +27,7 @@ from prefect.states import State
 from segmentation import pipeline, tracking
 from segmentation.bundle import load_bundle
 from segmentation.clustering import ClusterResult
-from segmentation.config import SegmentConfig
+from segmentation.config import SegmentConfig, load_config
 from segmentation.data.io import file_digest, read_table
 from segmentation.errors import DataValidationError
 from segmentation.registry import LocalRegistry, registry_root
@@ -204,15 +204,29 @@ def track(
 
 @flow(name="train-segmentation", log_prints=False, persist_result=False)
 def train_segmentation(
-    data_path: str, out_dir: str, config: SegmentConfig, tracking_group: str | None = None
+    data_path: str,
+    out_dir: str,
+    config: SegmentConfig | None = None,
+    overrides: list[str] | None = None,
+    tracking_group: str | None = None,
 ) -> dict[str, Any]:
     """Validate, preprocess, featurize, cluster, evaluate, bundle, insights, register, track (W&B).
+
+    Args:
+        data_path: the customer table (CSV or Parquet).
+        out_dir: the run directory to write.
+        config: the resolved configuration (the CLI passes it); None means the packaged defaults.
+        overrides: ``key=value`` overrides applied to the defaults when ``config`` is None (deployment
+            runs, e.g. ``-p overrides='["cluster.n_clusters=5"]'``).
+        tracking_group: W&B run group (sweeps).
 
     Returns:
         ``{"out_dir", "paths", "metrics", "stages", "n_rows"}`` where ``stages`` maps each stage to its
         final state name (``Cached`` when it was skipped).
     """
     logger = get_run_logger()
+    if config is None:
+        config = load_config(overrides=overrides or [])
     data_hash = hash_data(data_path)
     # The bundle whose IDs are kept is part of the cluster stage's key (and is checked before any work).
     align_digest = pipeline.previous_model(config.insights.align_to)[1] if config.insights.align_to else None

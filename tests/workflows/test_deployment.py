@@ -1,0 +1,99 @@
+"""The local Prefect stack for real: server, process pool, deployment, worker; runs that complete and fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from segmentation.data.io import sample_data_path
+from workflows import local_server
+
+ROOT = Path(__file__).parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def test_prefect_yaml_declares_local_and_aws_deployments() -> None:
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in spec["deployments"]}
+    assert deployments["local"]["work_pool"]["name"] == "segmentation-local"
+    assert next(iter(deployments["local"]["pull"][0])) == "prefect.deployments.steps.set_working_directory"
+    aws = deployments["aws-ec2"]
+    assert aws["work_pool"]["job_variables"]["launch_type"] == "EC2"
+    assert aws["parameters"]["data_path"].startswith("s3://")
+    for value in json.dumps(aws["work_pool"]["job_variables"]["env"]).split('"'):
+        assert not value.startswith(("AKIA", "wandb_")), "no secret values in job variables"
+
+
+def test_local_deployment_round_trip_completes_and_bad_data_fails(tmp_path: Path) -> None:
+    state = tmp_path / "prefect-server"
+    port = _free_port()
+    info = local_server.start(port, state)
+    env = {**local_server.environment(port, state), "SEGMENT_HOME": str(tmp_path / "home")}
+    try:
+        assert info["api_url"] == f"http://127.0.0.1:{port}/api"
+        prefect = str(Path(sys.executable).parent / "prefect")
+
+        def run(*params: str) -> subprocess.CompletedProcess[str]:
+            args = [arg for p in params for arg in ("-p", p)]
+            return subprocess.run(
+                [prefect, "deployment", "run", "train-segmentation/local", "--watch", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+
+        good = tmp_path / "good-run"
+        result = run(
+            f"out_dir={good}", 'overrides=["evaluate.stability_resamples=2", "cluster.search.k_max=5"]'
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "Completed" in result.stdout
+        metrics = json.loads((good / "metrics.json").read_text())
+        assert metrics["n_rows"] == 8950
+        assert (good / "report.html").is_file()
+        assert (good / "bundle" / "manifest.json").is_file()
+
+        frame = pd.read_csv(sample_data_path())
+        frame.loc[3, "BALANCE"] = -10.0
+        bad_data = tmp_path / "bad.csv"
+        frame.to_csv(bad_data, index=False)
+        bad = tmp_path / "bad-run"
+        result = run(f"data_path={bad_data}", f"out_dir={bad}")
+        assert result.returncode != 0
+        assert "Failed" in result.stdout
+        assert "BALANCE" in (bad / "validation_report.txt").read_text()
+        assert not (bad / "bundle").exists()
+    finally:
+        local_server.stop(state)
+    assert not _alive(int(info["server_pid"]))
+    assert not _alive(int(info["worker_pid"]))
+    with socket.socket() as sock:
+        # Nothing listens any more (SO_REUSEADDR, as servers use it: closed connections in TIME_WAIT do not
+        # count, a listening socket still would).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
