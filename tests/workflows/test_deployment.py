@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -47,49 +48,16 @@ def test_prefect_yaml_declares_local_and_aws_deployments() -> None:
         assert not value.startswith(("AKIA", "wandb_")), "no secret values in job variables"
 
 
-def test_local_deployment_round_trip_completes_and_bad_data_fails(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """`make server` for this module: a Prefect server on a free port, the pool, deployments, a worker."""
+    tmp_path = tmp_path_factory.mktemp("stack")
     state = tmp_path / "prefect-server"
     port = _free_port()
     info = local_server.start(port, state)
     env = {**local_server.environment(port, state), "SEGMENT_HOME": str(tmp_path / "home")}
-    try:
-        assert info["api_url"] == f"http://127.0.0.1:{port}/api"
-        prefect = str(Path(sys.executable).parent / "prefect")
-
-        def run(*params: str) -> subprocess.CompletedProcess[str]:
-            args = [arg for p in params for arg in ("-p", p)]
-            return subprocess.run(
-                [prefect, "deployment", "run", "train-segmentation/local", "--watch", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-
-        good = tmp_path / "good-run"
-        result = run(
-            f"out_dir={good}", 'overrides=["evaluate.stability_resamples=2", "cluster.search.k_max=5"]'
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "Completed" in result.stdout
-        metrics = json.loads((good / "metrics.json").read_text())
-        assert metrics["n_rows"] == 8950
-        assert (good / "report.html").is_file()
-        assert (good / "bundle" / "manifest.json").is_file()
-
-        frame = pd.read_csv(sample_data_path())
-        frame.loc[3, "BALANCE"] = -10.0
-        bad_data = tmp_path / "bad.csv"
-        frame.to_csv(bad_data, index=False)
-        bad = tmp_path / "bad-run"
-        result = run(f"data_path={bad_data}", f"out_dir={bad}")
-        assert result.returncode != 0
-        assert "Failed" in result.stdout
-        assert "BALANCE" in (bad / "validation_report.txt").read_text()
-        assert not (bad / "bundle").exists()
-    finally:
-        local_server.stop(state)
+    yield {"info": info, "env": env, "port": port}
+    local_server.stop(state)
     assert not _alive(int(info["server_pid"]))
     assert not _alive(int(info["worker_pid"]))
     with socket.socket() as sock:
@@ -97,3 +65,97 @@ def test_local_deployment_round_trip_completes_and_bad_data_fails(tmp_path: Path
         # count, a listening socket still would).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+def test_local_deployment_round_trip_completes_and_bad_data_fails(stack: dict, tmp_path: Path) -> None:
+    info, env, port = stack["info"], stack["env"], stack["port"]
+    assert info["api_url"] == f"http://127.0.0.1:{port}/api"
+    prefect = str(Path(sys.executable).parent / "prefect")
+
+    def run(*params: str) -> subprocess.CompletedProcess[str]:
+        args = [arg for p in params for arg in ("-p", p)]
+        return subprocess.run(
+            [prefect, "deployment", "run", "train-segmentation/local", "--watch", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    good = tmp_path / "good-run"
+    result = run(f"out_dir={good}", 'overrides=["evaluate.stability_resamples=2", "cluster.search.k_max=5"]')
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Completed" in result.stdout
+    metrics = json.loads((good / "metrics.json").read_text())
+    assert metrics["n_rows"] == 8950
+    assert (good / "report.html").is_file()
+    assert (good / "bundle" / "manifest.json").is_file()
+
+    frame = pd.read_csv(sample_data_path())
+    frame.loc[3, "BALANCE"] = -10.0
+    bad_data = tmp_path / "bad.csv"
+    frame.to_csv(bad_data, index=False)
+    bad = tmp_path / "bad-run"
+    result = run(f"data_path={bad_data}", f"out_dir={bad}")
+    assert result.returncode != 0
+    assert "Failed" in result.stdout
+    assert "BALANCE" in (bad / "validation_report.txt").read_text()
+    assert not (bad / "bundle").exists()
+
+
+AWS_ENV = {
+    "SEGMENT_IMAGE": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/customer-segmentation:runtime",
+    "SEGMENT_ECS_CLUSTER": "segmentation",
+    "SEGMENT_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/segmentation-execution",
+    "SEGMENT_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/segmentation-task",
+    "SEGMENT_VPC_ID": "vpc-0123456789abcdef0",
+    "SEGMENT_SUBNET_ID": "subnet-0123456789abcdef0",
+    "SEGMENT_DATA_BUCKET": "acme-customer-data",
+}
+
+
+def test_aws_ec2_deployment_renders_an_ec2_task_without_secrets(stack: dict) -> None:
+    """The ECS pool and the aws-ec2 deployment on the real local server, rendered as the ECS worker would."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect_aws.workers.ecs_worker import ECSJobConfiguration
+
+    env = {**stack["env"], **AWS_ENV, "WANDB_API_KEY": "secret-value-that-must-not-leak"}
+    prefect = str(Path(sys.executable).parent / "prefect")
+    for command in (
+        ["work-pool", "create", "segmentation-ecs", "--type", "ecs", "--overwrite"],
+        ["--no-prompt", "deploy", "--name", "train-segmentation/aws-ec2"],
+    ):
+        result = subprocess.run(
+            [prefect, *command], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    async def render() -> tuple[dict, ECSJobConfiguration]:
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name("train-segmentation/aws-ec2")
+            pool = await client.read_work_pool("segmentation-ecs")
+            assert pool.type == "ecs"
+            config = await ECSJobConfiguration.from_template_and_values(
+                pool.base_job_template, deployment.job_variables
+            )
+            return deployment.parameters, config
+
+    # PREFECT_API_URL set explicitly: this stack's server, not any other this process knows.
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        parameters, config = asyncio.run(render())
+    assert parameters["data_path"] == "s3://acme-customer-data/customers/latest.parquet"
+    run = config.task_run_request
+    assert run["launchType"] == "EC2"
+    assert run["cluster"] == "segmentation"
+    assert run["overrides"]["taskRoleArn"] == AWS_ENV["SEGMENT_ECS_TASK_ROLE_ARN"]
+    task = config.task_definition
+    assert task["containerDefinitions"][0]["image"] == AWS_ENV["SEGMENT_IMAGE"]
+    assert (task["cpu"], task["memory"]) == (2048, 8192)
+    assert task["executionRoleArn"] == AWS_ENV["SEGMENT_ECS_EXECUTION_ROLE_ARN"]
+    rendered = json.dumps({"run": run, "task": task, "env": config.env})
+    assert "secret-value-that-must-not-leak" not in rendered
+    assert "WANDB_API_KEY" not in rendered
