@@ -56,3 +56,38 @@ def test_workflows_pass_actionlint_and_reference_secrets_only() -> None:
             for line in text.splitlines():
                 if f"{name}:" in line:
                     assert "${{ secrets." in line, f"{workflow.name}: {name} must come from secrets"
+
+
+def _exec_form(instruction: str) -> list[list[str]]:
+    """Every exec-form ``INSTRUCTION [...]`` of the Dockerfile, parsed (continuation lines joined)."""
+    import json
+
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    found = []
+    for line in text.splitlines():
+        words = line.strip().split(None, 1)
+        if not words:
+            continue
+        rest = words[1] if len(words) > 1 else ""
+        if words[0] == instruction:
+            found.append(json.loads(rest[rest.index("[") :]))
+        elif words[0] == "HEALTHCHECK" and instruction == "HEALTHCHECK" and "CMD" in rest:
+            found.append(json.loads(rest[rest.index("CMD") + 3 :].strip()))
+    return found
+
+
+def test_the_commands_the_images_run_work_outside_docker() -> None:
+    from segmentation.cli import build_parser
+
+    runtime_cmd, server_cmd = _exec_form("CMD")
+    assert runtime_cmd == ["segment", "--help"]
+    result = subprocess.run(
+        [str(BIN / runtime_cmd[0]), *runtime_cmd[1:]], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "serve" in result.stdout
+    args = build_parser().parse_args(server_cmd[1:])  # the server image's command parses as given
+    assert (args.command, str(args.bundle), args.host, args.port) == ("serve", "/app/model", "0.0.0.0", 8000)
+    (healthcheck,) = _exec_form("HEALTHCHECK")
+    assert healthcheck[0] == "python"
+    assert "http://127.0.0.1:8000/health" in healthcheck[-1]

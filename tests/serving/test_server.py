@@ -67,6 +67,24 @@ def test_health_and_info_are_open_and_describe_the_model(server, cc_bundle) -> N
     assert info["server"]["api_key"] is True  # the key itself is never shown
 
 
+def test_the_server_images_healthcheck_command_passes(server) -> None:
+    """The Dockerfile's HEALTHCHECK command, pointed at this server's port, exits 0 (and 1 when down)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("HEALTHCHECK"))
+    command = json.loads(line[line.index("CMD") + 3 :].strip())
+    command = [
+        sys.executable if part == "python" else part.replace(":8000/", f":{server.port}/") for part in command
+    ]
+    assert subprocess.run(command, timeout=30, check=False).returncode == 0
+    down = [part.replace(f":{server.port}/", ":1/") for part in command]
+    assert subprocess.run(down, timeout=30, check=False, capture_output=True).returncode != 0
+
+
 def test_api_key_is_required_for_predict(server) -> None:
     body = {"customers": _customers(1)}
     assert httpx.post(f"{server.url}/predict", json=body).status_code == 401
