@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_POOL = "segmentation-local"
-LOCAL_DEPLOYMENTS = ("train-segmentation/local",)
+LOCAL_DEPLOYMENTS = ("train-segmentation/local", "sweep-segmentation/local")
 
 
 def state_dir() -> Path:

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from prefect import flow
+
 from segmentation import sweep as sweeps_lib
 from segmentation import tracking
 from segmentation.config import SegmentConfig, load_config
@@ -195,3 +197,33 @@ def run_sweep(
         encoding="utf-8",
     )
     return result
+
+
+@flow(name="sweep-segmentation", log_prints=False, persist_result=False)
+def sweep_segmentation(
+    sweep_file: str,
+    data_path: str,
+    count: int | None = None,
+    seed: int = 0,
+    promote: bool = False,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """A sweep as a deployable flow: every trial is a ``train-segmentation`` subflow run.
+
+    Returns:
+        The sweep's summary: ID, directory, trial states and metrics, best trial, promotion outcome.
+    """
+    result = run_sweep(
+        sweep_file, data=data_path, overrides=overrides, count=count, seed=seed, promote=promote
+    )
+    return {
+        "sweep_id": result.sweep_id,
+        "directory": str(result.directory),
+        "trials": [
+            {"index": t.index, "state": t.state, "metric": t.metric, "params": t.params}
+            for t in result.trials
+        ],
+        "best": None if result.best is None else result.best.index,
+        "promoted": None if result.promoted is None else result.promoted.tag,
+        "refused": result.refused,
+    }

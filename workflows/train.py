@@ -28,7 +28,7 @@ from segmentation import pipeline, tracking
 from segmentation.bundle import load_bundle
 from segmentation.clustering import ClusterResult
 from segmentation.config import SegmentConfig, load_config
-from segmentation.data.io import file_digest, read_table
+from segmentation.data.io import file_digest, is_url, read_table
 from segmentation.errors import DataValidationError
 from segmentation.registry import LocalRegistry, registry_root
 from segmentation.stage_store import StageRef, save_stage
@@ -276,7 +276,7 @@ def run_training(
     """Run the flow with results persisted under :func:`state_home` (what the CLI calls)."""
     with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: state_home() / "results"}):
         return train_segmentation(
-            data_path=str(Path(data_path).resolve()),
+            data_path=str(data_path) if is_url(data_path) else str(Path(data_path).resolve()),
             out_dir=str(Path(out_dir).resolve()),
             config=config,
             tracking_group=tracking_group,

@@ -204,10 +204,10 @@ def resolve_config(args: argparse.Namespace) -> SegmentConfig:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     config = resolve_config(args)
-    from segmentation.data.io import sample_data_path
+    from segmentation.data.io import is_url, sample_data_path
 
     data = config.data.path or str(sample_data_path())
-    if not Path(data).exists():
+    if not is_url(data) and not Path(data).exists():
         raise ConfigError(f"data.path: file not found: {data}")
     out = args.out or Path("runs") / f"{config.model_name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     # Prefect's temporary server would otherwise try to send telemetry; runs here need no network.
@@ -271,11 +271,11 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from segmentation.data.io import sample_data_path
+    from segmentation.data.io import is_url, sample_data_path
     from workflows.sweep import run_sweep
 
     data = args.data or str(sample_data_path())
-    if not Path(data).exists():
+    if not is_url(data) and not Path(data).exists():
         raise ConfigError(f"--data: file not found: {data}")
     result = run_sweep(
         args.sweep_file,

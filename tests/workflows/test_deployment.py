@@ -38,10 +38,17 @@ def _alive(pid: int) -> bool:
 
 def test_prefect_yaml_declares_local_and_aws_deployments() -> None:
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    deployments = {d["name"]: d for d in spec["deployments"]}
-    assert deployments["local"]["work_pool"]["name"] == "segmentation-local"
-    assert next(iter(deployments["local"]["pull"][0])) == "prefect.deployments.steps.set_working_directory"
-    aws = deployments["aws-ec2"]
+    deployments = {(d["entrypoint"].split(":")[1], d["name"]): d for d in spec["deployments"]}
+    assert set(deployments) == {
+        ("train_segmentation", "local"),
+        ("sweep_segmentation", "local"),
+        ("train_segmentation", "aws-ec2"),
+    }
+    for flow in ("train_segmentation", "sweep_segmentation"):
+        assert deployments[(flow, "local")]["work_pool"]["name"] == "segmentation-local"
+        step = next(iter(deployments[(flow, "local")]["pull"][0]))
+        assert step == "prefect.deployments.steps.set_working_directory"
+    aws = deployments[("train_segmentation", "aws-ec2")]
     assert aws["work_pool"]["job_variables"]["launch_type"] == "EC2"
     assert aws["parameters"]["data_path"].startswith("s3://")
     for value in json.dumps(aws["work_pool"]["job_variables"]["env"]).split('"'):

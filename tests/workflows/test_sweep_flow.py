@@ -218,3 +218,19 @@ def test_ctrl_c_records_the_current_trial_and_stops(
     assert set(states[:-1]) == {"finished"}
     assert states[-1] in {"killed", "finished"}
     assert states[-1] == "killed" or "killed" not in out
+
+
+def test_sweep_as_a_deployable_flow_runs_trials_as_subflows(
+    synthetic_table: tuple[Path, pd.DataFrame], segment_home: Path
+) -> None:
+    from workflows.sweep import sweep_segmentation
+
+    summary = sweep_segmentation(
+        str(ROOT / "sweeps" / "k_range.yaml"),
+        str(synthetic_table[0]),
+        count=2,
+        overrides=["evaluate.stability_resamples=2", "registry.auto_register=false"],
+    )
+    assert [t["state"] for t in summary["trials"]] == ["finished", "finished"]
+    assert summary["best"] in {0, 1}
+    assert Path(summary["directory"], "trials.jsonl").is_file()

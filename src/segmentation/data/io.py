@@ -29,13 +29,32 @@ def sample_data_path() -> Path:
     return SAMPLE_DATA
 
 
+def is_url(path: str | Path) -> bool:
+    """Whether ``path`` names a remote object (``s3://bucket/key``, any fsspec protocol but ``file``)."""
+    text = str(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def _open_binary(path: str | Path) -> Any:
+    """A binary file object for a local path or an fsspec URL (``s3://`` needs ``s3fs``)."""
+    if is_url(path):
+        import fsspec
+
+        return fsspec.open(str(path), "rb").open()
+    return Path(path).open("rb")
+
+
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, streamed (the data content hash used in cache keys and manifests)."""
-    with Path(path).open("rb") as fh:
+    """SHA-256 of a file's bytes, streamed (the data content hash used in cache keys and manifests).
+
+    Works for local paths and fsspec URLs alike, so an ``s3://`` table gets the same content hash as
+    the same bytes on disk.
+    """
+    with _open_binary(path) as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _table_failure(path: Path, check: str, detail: str) -> DataValidationError:
+def _table_failure(path: str | Path, check: str, detail: str) -> DataValidationError:
     report = ValidationReport(
         source=str(path),
         n_rows=0,
@@ -54,20 +73,32 @@ def read_table(path: str | Path) -> pd.DataFrame:
         FileNotFoundError: the path does not exist (an IO problem, retryable by callers).
         DataValidationError: the file is empty or is not a table; the report names the problem.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"data file not found: {path}")
-    if path.stat().st_size == 0:
+    if is_url(path):
+        import fsspec
+
+        filesystem, inner = fsspec.core.url_to_fs(str(path))
+        if not filesystem.exists(inner):
+            raise FileNotFoundError(f"data file not found: {path}")
+        size = int(filesystem.size(inner))
+        suffix = "".join(Path(inner).suffixes[-2:]).lower()
+        source: Any = str(path)
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"data file not found: {path}")
+        size = path.stat().st_size
+        suffix = "".join(path.suffixes[-2:]).lower()
+        source = path
+    if size == 0:
         raise _table_failure(path, "non_empty_file", "the file is empty (0 bytes)")
-    suffix = "".join(path.suffixes[-2:]).lower()
     try:
         if suffix.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(source)
         elif suffix.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
-            frame = _read_csv(path)
+            frame = _read_csv(source)
         else:
             raise _table_failure(
-                path, "known_format", f"unsupported file type {path.suffix!r}; use .csv or .parquet"
+                path, "known_format", f"unsupported file type {suffix or '(none)'!r}; use .csv or .parquet"
             )
     except DataValidationError:
         raise
@@ -86,9 +117,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _sniff_delimiter(path: Path) -> str:
+def _sniff_delimiter(path: str | Path) -> str:
     """The delimiter of a delimited text file (comma, semicolon, tab or pipe), from its first 64 KiB."""
-    with path.open("rb") as fh:
+    with _open_binary(path) as fh:
         head = fh.read(65536).decode("utf-8", errors="replace")
     try:
         return csv.Sniffer().sniff(head.split("\n", 1)[0], delimiters=",;\t|").delimiter
@@ -96,7 +127,7 @@ def _sniff_delimiter(path: Path) -> str:
         return ","
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: str | Path) -> pd.DataFrame:
     # Semicolon-separated CSV (common where the decimal mark is a comma) and TSV are read as well.
     sep = _sniff_delimiter(path)
     try:
