@@ -59,14 +59,7 @@ def train_bundle(work: Path) -> Path:
     from segmentation.data.io import sample_data_path
 
     config = load_config(overrides=["cluster.n_clusters=5", "evaluate.stability_resamples=0"])
-    table = pipeline.validate_table(pd.read_csv(sample_data_path()), config.data, source="cc")
-    pre, x = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=0)
-    featurizer, z = pipeline.fit_features(x, config.featurize, seed=0)
-    result = pipeline.fit_segments(z, x, config.cluster, seed=0, silhouette_sample=2000)
-    metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
-    model = pipeline.assemble_model(
-        table, pre, featurizer, result, x, metrics, config=config, data_hash="h", source="cc"
-    )
+    model, _ = pipeline.fit_model(pd.read_csv(sample_data_path()), config, source="cc")
     return save_bundle(model, work / "bundle")
 
 

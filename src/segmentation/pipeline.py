@@ -370,6 +370,27 @@ def assemble_model(
     return model
 
 
+def fit_model(
+    frame: pd.DataFrame, config: SegmentConfig, *, source: str = "<frame>", data_hash: str = ""
+) -> tuple[SegmentationModel, ClusterResult]:
+    """Every stage in this process, without Prefect or caching (notebooks, tests, benchmarks).
+
+    The flow runs the same nodes as cached tasks; this is the plain sequence, returning the assembled
+    model (not yet saved) and the clustering result with its training labels.
+    """
+    table = validate_table(frame, config.data, source=source, seed=config.seed)
+    pre, x = fit_preprocessing(table, config.preprocess, float32=config.data.float32, seed=config.seed)
+    featurizer, z = fit_features(x, config.featurize, seed=config.seed)
+    result = fit_segments(
+        z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
+    )
+    metrics = evaluate(x, z, result, featurizer, config=config)
+    model = assemble_model(
+        table, pre, featurizer, result, x, metrics, config=config, data_hash=data_hash, source=source
+    )
+    return model, result
+
+
 # ------------------------------------------------------------------------------------------ outputs
 def write_run_outputs(
     out_dir: Path,
@@ -551,6 +572,7 @@ __all__ = [
     "customer_ids",
     "evaluate",
     "fit_features",
+    "fit_model",
     "fit_preprocessing",
     "fit_segments",
     "previous_model",
