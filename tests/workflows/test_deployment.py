@@ -166,3 +166,4 @@ def test_aws_ec2_deployment_renders_an_ec2_task_without_secrets(stack: dict) -> 
     rendered = json.dumps({"run": run, "task": task, "env": config.env})
     assert "secret-value-that-must-not-leak" not in rendered
     assert "WANDB_API_KEY" not in rendered
+    assert config.env["PREFECT_DEFAULT_RESULT_STORAGE_BLOCK"] == "s3-bucket/segmentation-results"
