@@ -16,14 +16,7 @@ from segmentation.config import SegmentConfig
 from segmentation.data.io import read_table, sample_data_path
 from segmentation.data.synthetic import make_customers
 from segmentation.errors import BundleError, DataValidationError
-from segmentation.pipeline import (
-    assemble_model,
-    evaluate,
-    fit_features,
-    fit_preprocessing,
-    fit_segments,
-    validate_table,
-)
+from segmentation.pipeline import fit_model
 
 Trained = tuple[SegmentationModel, ClusterResult]
 
@@ -53,17 +46,7 @@ def _config(cluster: dict[str, Any], featurize: dict[str, Any] | None = None) ->
 
 
 def _train(frame: pd.DataFrame, config: SegmentConfig) -> tuple[SegmentationModel, ClusterResult]:
-    table = validate_table(frame, config.data, source="test", seed=config.seed)
-    pre, x = fit_preprocessing(table, config.preprocess, float32=config.data.float32, seed=config.seed)
-    featurizer, z = fit_features(x, config.featurize, seed=config.seed)
-    result = fit_segments(
-        z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
-    )
-    metrics = evaluate(x, z, result, featurizer, config=config)
-    model = assemble_model(
-        table, pre, featurizer, result, x, metrics, config=config, data_hash="abc123", source="test"
-    )
-    return model, result
+    return fit_model(frame, config, source="test", data_hash="abc123")
 
 
 @pytest.fixture(scope="module")

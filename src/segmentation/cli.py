@@ -320,19 +320,7 @@ def _cmd_registry(args: argparse.Namespace) -> int:
 
     config, registry = _registry(args)
     if args.registry_command == "export":
-        import shutil
-
-        from segmentation.bundle import load_bundle
-        from segmentation.data.io import replace_dir, staging_dir
-
-        entry = registry.get(args.ref)
-        registry.load(entry.version)  # verify before copying
-        staging = staging_dir(args.dest)
-        shutil.copytree(entry.bundle_path, staging, dirs_exist_ok=True)
-        for path in [staging, *staging.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)  # registered copies are read-only; exports are not
-        replace_dir(staging, args.dest)
-        load_bundle(args.dest)
+        entry = registry.export(args.ref, args.dest)
         sys.stdout.write(f"exported {registry.name} {entry.tag} to {args.dest}\n")
         return EXIT_OK
     versions = registry.versions()

@@ -35,7 +35,7 @@ from typing import Any
 
 from segmentation.bundle import SegmentationModel, bundle_digest, find_bundle, load_bundle
 from segmentation.config import RegistryConfig
-from segmentation.data.io import write_json
+from segmentation.data.io import replace_dir, staging_dir, write_json
 from segmentation.errors import BundleError, SegmentationError
 
 PRODUCTION, PREVIOUS, CANDIDATE, LATEST = "production", "previous", "candidate", "latest"
@@ -137,10 +137,11 @@ def gate_reasons(
     return reasons
 
 
-def _read_only(tree: Path) -> None:
+def _set_writable(tree: Path, writable: bool) -> None:
+    """Make a directory tree read-only (registered versions) or owner-writable again (exports, clean-up)."""
     for path in [*tree.rglob("*"), tree]:
         mode = path.stat().st_mode
-        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        path.chmod(mode | stat.S_IWUSR if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
 class LocalRegistry:
@@ -257,8 +258,8 @@ class LocalRegistry:
 
         The same bundle (same digest) registered again returns its existing version.
         """
-        model = load_bundle(find_bundle(bundle))  # verifies every file before anything is copied
         source_dir = find_bundle(bundle)
+        model = load_bundle(source_dir)  # verifies every file before anything is copied
         digest = bundle_digest(model.manifest)
         with self._locked():
             for existing in self.versions():
@@ -283,12 +284,11 @@ class LocalRegistry:
                     "extra": extra or {},
                 }
                 write_json(meta, staging / "version.json")
-                _read_only(staging)
+                _set_writable(staging, writable=False)
                 staging.rename(target)
             except BaseException:
                 if staging.exists():
-                    for path in [staging, *staging.rglob("*")]:
-                        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+                    _set_writable(staging, writable=True)
                     shutil.rmtree(staging, ignore_errors=True)
                 raise
             aliases = self._aliases()
@@ -320,6 +320,22 @@ class LocalRegistry:
             self._write_aliases(aliases)
             self._event(action="promote", version=candidate.version, previous=current, forced=bool(reasons))
             return self.get(candidate.version)
+
+    def export(self, ref: str | int, dest: str | Path) -> ModelVersion:
+        """Copy a version's bundle to ``dest`` (replaced atomically), writable, verified on both sides.
+
+        Raises:
+            RegistryError: unknown version, or the registered bundle fails verification.
+        """
+        entry = self.get(ref)
+        self.load(entry.version)  # the registered copy matches its digest before it is handed out
+        dest = Path(dest)
+        staging = staging_dir(dest)
+        shutil.copytree(entry.bundle_path, staging, dirs_exist_ok=True)
+        _set_writable(staging, writable=True)  # registered copies are read-only; exports are not
+        replace_dir(staging, dest)
+        load_bundle(dest)
+        return entry
 
     def rollback(self) -> ModelVersion:
         """Swap ``production`` and ``previous`` (a second rollback undoes the first).

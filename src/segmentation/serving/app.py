@@ -381,11 +381,16 @@ def build_server(source: ModelSource, settings: ServeSettings, ready_dir: str) -
         ],
     )
 
+    # The last model /info described: after a promotion the new bundle is loaded once, not on every call.
+    described: dict[Path, SegmentationModel] = {path: model}
+
     async def info() -> dict[str, Any]:
         """Model name, version, alias, bundle digest, schema, features, code version."""
         current_path, current_meta = source.resolve()
-        current = model if current_path == path else load_bundle(current_path)
-        return {"model": describe(current, current_meta), "server": settings.as_dict()}
+        if current_path not in described:
+            described.clear()
+            described[current_path] = load_bundle(current_path)
+        return {"model": describe(described[current_path], current_meta), "server": settings.as_dict()}
 
     server.app.add_api_route("/info", info, methods=["GET"])
     server.app.add_exception_handler(RequestValidationError, _validation_error)
