@@ -61,10 +61,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp_path = tmp_path_factory.mktemp("stack")
     state = tmp_path / "prefect-server"
     port = _free_port()
-    info = local_server.start(port, state)
-    env = {**local_server.environment(port, state), "SEGMENT_HOME": str(tmp_path / "home")}
-    yield {"info": info, "env": env, "port": port}
-    local_server.stop(state)
+    with pytest.MonkeyPatch.context() as patch:
+        # The worker's flow runs inherit this: their stages, registry and W&B files stay in the test's tmp.
+        patch.setenv("SEGMENT_HOME", str(tmp_path / "home"))
+        info = local_server.start(port, state)
+        env = local_server.environment(port, state)
+        yield {"info": info, "env": env, "port": port}
+        local_server.stop(state)
     assert not _alive(int(info["server_pid"]))
     assert not _alive(int(info["worker_pid"]))
     with socket.socket() as sock:
