@@ -243,7 +243,7 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
         written = pipeline.write_insights(
             Path(spec["prefix"] + "_ours_run"),
             model,
-            table.frame,
+            table,
             result.labels,
             x,
             featurizer.history,

@@ -30,6 +30,7 @@ BUNDLE_FILES = {
     "clusterer.json",
     "clusterer.npz",
     "segments.json",
+    "reference.json",
 }
 
 

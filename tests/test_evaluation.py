@@ -19,6 +19,7 @@ KEYS = {
     "min_segment_share",
     "max_segment_share",
     "silhouette_sample_size",
+    "metrics_sample_size",
     "evaluation_space",
     "silhouette",
     "davies_bouldin",
@@ -127,3 +128,17 @@ def test_feature_space_silhouette(blobs: tuple[np.ndarray, np.ndarray]) -> None:
     m = evaluate_segments(x, y, z=z, silhouette_sample=5000)
     assert m["silhouette_feature_space"] == pytest.approx(silhouette_score(z, y))
     assert "silhouette_feature_space" not in evaluate_segments(x, y)
+
+
+def test_davies_bouldin_and_calinski_use_a_seeded_sample_on_large_tables(
+    blobs: tuple[np.ndarray, np.ndarray],
+) -> None:
+    x, y = blobs
+    full = evaluate_segments(x, y, silhouette_sample=500)
+    sampled = evaluate_segments(x, y, silhouette_sample=500, metrics_sample=1000, seed=3)
+    assert full["metrics_sample_size"] == len(x)
+    assert sampled["metrics_sample_size"] == 1000
+    assert sampled == evaluate_segments(x, y, silhouette_sample=500, metrics_sample=1000, seed=3)
+    # Well-separated blobs: a 1,000-row sample estimates both indices closely; sizes still count all rows.
+    assert abs(sampled["davies_bouldin"] - full["davies_bouldin"]) < 0.1 * full["davies_bouldin"]
+    assert sampled["segment_sizes"] == full["segment_sizes"]

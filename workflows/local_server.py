@@ -9,6 +9,7 @@ in ``$SEGMENT_HOME/prefect-server`` (database, logs, PID files). Every Prefect c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -20,7 +21,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_POOL = "segmentation-local"
-LOCAL_DEPLOYMENTS = ("train-segmentation/local", "sweep-segmentation/local")
+LOCAL_DEPLOYMENTS = (
+    "train-segmentation/local",
+    "sweep-segmentation/local",
+    "monitor-drift/local",
+    "score-customers/local",
+)
 
 
 def state_dir() -> Path:
@@ -107,6 +113,12 @@ def start(port: int = 4200, state: Path | None = None, timeout: float = 120) -> 
     return info
 
 
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if this process started it: a zombie leader keeps its group alive."""
+    with contextlib.suppress(ChildProcessError):  # not our child (``make server-stop``): init reaps it
+        os.waitpid(pid, os.WNOHANG)
+
+
 def stop(state: Path | None = None, timeout: float = 30) -> list[int]:
     """Stop the worker, then the server (SIGTERM to each process group, SIGKILL after ``timeout``)."""
     state = state or state_dir()
@@ -123,6 +135,7 @@ def stop(state: Path | None = None, timeout: float = 30) -> list[int]:
             continue
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            _reap(pid)
             try:
                 os.killpg(pid, 0)
             except ProcessLookupError:

@@ -5,6 +5,17 @@ flow run whose W&B run is grouped under the sweep ID and tagged ``sweep``. Trial
 ``<sweep dir>/trials.jsonl`` as they finish. A failing trial is recorded as failed (and as a failed W&B run)
 and the sweep goes on; Ctrl-C records the current trial as killed and stops. ``promote=True`` registers the
 best trial's bundle (by the sweep's metric and goal) and runs the promotion gate.
+
+Two ways to run the trials:
+
+- in-process (the default): one trial after another, each a ``train-segmentation`` subflow of this process;
+- on a work pool (``deployment="train-segmentation/local"``): each trial is a flow run of that deployment,
+  submitted with :func:`prefect.deployments.run_deployment` and picked up by whichever worker polls the
+  pool; up to ``parallel`` are in flight at once and their states are polled through the Prefect client.
+  What actually runs at once on a machine is bounded by the pool's concurrency limit
+  (``prefect work-pool set-concurrency-limit POOL N``) and the worker's (``prefect worker start --limit N``).
+  The trial's ``out_dir`` must be a path the worker can write and this process can read (the same machine,
+  or a shared file system): its ``metrics.json`` carries the trial's metric.
 """
 
 from __future__ import annotations
@@ -14,17 +25,20 @@ import logging
 import secrets
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from prefect import flow
 
 from segmentation import sweep as sweeps_lib
 from segmentation import tracking
 from segmentation.config import SegmentConfig, load_config
-from segmentation.errors import SegmentationError
+from segmentation.data.io import is_url
+from segmentation.errors import ConfigError, SegmentationError
 from segmentation.registry import (
     LocalRegistry,
     ModelVersion,
@@ -34,7 +48,15 @@ from segmentation.registry import (
 )
 from workflows.train import run_training, state_home
 
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import FlowRun, State
+
 logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 2.0  # how often the states of in-flight trial flow runs are read
 
 
 @dataclass
@@ -48,6 +70,31 @@ class SweepResult:
     interrupted: bool = False
     promoted: ModelVersion | None = None
     refused: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    """What every trial of one sweep shares."""
+
+    sweep: dict[str, Any]
+    sweep_id: str
+    directory: Path
+    data: str
+    config_path: str | Path | None
+    overrides: list[str]
+    cap: int | None
+    seed: int
+    metric: str
+    stop: threading.Event
+
+    def run_dir(self, trial: sweeps_lib.Trial) -> Path:
+        return self.directory / f"trial-{trial.index:03d}"
+
+    def config(self, trial: sweeps_lib.Trial) -> SegmentConfig:
+        return load_config(self.config_path, [*self.overrides, *trial.params.items()])
+
+    def wants_more(self, trials: list[sweeps_lib.Trial]) -> bool:
+        return not self.stop.is_set() and (self.cap is None or len(trials) < self.cap)
 
 
 def _record(directory: Path, trial: sweeps_lib.Trial) -> None:
@@ -78,6 +125,234 @@ def _failed_run(config: SegmentConfig | None, params: dict[str, Any], group: str
     run.finish(exit_code=1)
 
 
+def _fail(plan: _Plan, trial: sweeps_lib.Trial, config: SegmentConfig | None, error: str) -> None:
+    trial.state, trial.error = "failed", error
+    logger.warning("sweep %s: trial %d failed: %s", plan.sweep_id, trial.index, error)
+    _failed_run(config, trial.params, plan.sweep_id, error)
+
+
+def _sequential_trials(plan: _Plan, in_trial: threading.Event) -> tuple[list[sweeps_lib.Trial], bool]:
+    """One trial after another, each a ``train-segmentation`` subflow run in this process."""
+    trials: list[sweeps_lib.Trial] = []
+    interrupted = False
+    while plan.cap is None or len(trials) < plan.cap:
+        if plan.stop.is_set():
+            interrupted = True
+            break
+        params = sweeps_lib.propose(plan.sweep, trials, plan.seed)
+        if params is None:
+            logger.info("sweep %s: grid exhausted after %d trials", plan.sweep_id, len(trials))
+            break
+        trial = sweeps_lib.Trial(index=len(trials), params=params)
+        run_dir = plan.run_dir(trial)
+        logger.info("sweep %s: trial %d %s", plan.sweep_id, trial.index, params)
+        config: SegmentConfig | None = None
+        try:
+            config = plan.config(trial)
+            in_trial.set()
+            try:
+                trained = run_training(plan.data, run_dir, config, tracking_group=plan.sweep_id)
+            finally:
+                in_trial.clear()
+            trial.run_dir = str(run_dir)
+            trial.registry = trained["paths"].get("registry")
+            trial.metric = metric_value(trained["metrics"], plan.metric)
+            if trial.metric is None:
+                raise SegmentationError(f"training did not log the sweep metric {plan.metric!r}")
+            trial.state = "finished"
+        except KeyboardInterrupt:
+            plan.stop.set()
+        except Exception as exc:  # a failed trial must not end the sweep
+            if not plan.stop.is_set():
+                _fail(plan, trial, config, f"{type(exc).__name__}: {exc}")
+        if plan.stop.is_set():
+            trial.state, trial.error, interrupted = "killed", "interrupted (Ctrl-C)", True
+        trials.append(trial)
+        _record(plan.directory, trial)
+        if interrupted:
+            logger.warning("sweep %s: interrupted; %d trials recorded", plan.sweep_id, len(trials))
+            break
+    return trials, interrupted
+
+
+@contextmanager
+def _api_client(deployment: str) -> Iterator[SyncPrefectClient]:
+    """A client of the Prefect server that holds ``deployment``; never a temporary server.
+
+    Raises:
+        ConfigError: no ``PREFECT_API_URL``, the server does not answer, or the deployment is unknown.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    if not api:
+        raise ConfigError(
+            f"--deployment {deployment} needs a Prefect server: run `make server` (or `prefect server start` "
+            "plus a worker on the deployment's pool) and export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(deployment)
+        except ObjectNotFound as exc:
+            raise ConfigError(
+                f"deployment {deployment!r} not found on {api}: deploy it (`make server` deploys the local "
+                f"ones, or `prefect deploy --name {deployment}`)"
+            ) from exc
+        except Exception as exc:  # connection refused, timeouts, a URL that is not a Prefect API
+            raise ConfigError(
+                f"Prefect server at {api} is not reachable ({type(exc).__name__}: {exc}); "
+                "start one with `make server`"
+            ) from exc
+        yield client
+
+
+def _submit(plan: _Plan, deployment: str, trial: sweeps_lib.Trial, config: SegmentConfig) -> FlowRun:
+    """Create the trial's flow run; the idempotency key makes a repeated submission return the same run."""
+    from prefect.deployments import run_deployment
+
+    key = f"{plan.sweep_id}/trial-{trial.index:03d}"
+    data = plan.data if is_url(plan.data) else str(Path(plan.data).resolve())
+    return cast(
+        "FlowRun",
+        run_deployment(
+            deployment,
+            parameters={
+                "data_path": data,
+                "out_dir": str(plan.run_dir(trial).resolve()),
+                # The resolved configuration (base file + overrides + the trial's parameters), validated here:
+                # the worker needs neither the base file nor the override syntax.
+                "config": config.model_dump(mode="json"),
+                "tracking_group": plan.sweep_id,
+            },
+            timeout=0,
+            flow_run_name=f"{plan.sweep_id}-trial-{trial.index:03d}",
+            tags=["sweep", f"sweep:{plan.sweep_id}", f"trial:{trial.index}"],
+            idempotency_key=key,
+        ),
+    )
+
+
+def _registered(config: SegmentConfig, run_dir: Path) -> str | None:
+    """``name:vN`` of the version the trial's flow run registered (found by its source run directory)."""
+    if not config.registry.auto_register:
+        return None
+    registry = LocalRegistry(registry_root(config.registry.dir), config.registry.name or config.model_name)
+    try:
+        versions = registry.versions()
+    except (OSError, SegmentationError):  # the worker's registry may live on another machine
+        return None
+    found = [v for v in versions if v.source == str(run_dir)]
+    return f"{registry.name}:{found[-1].tag}" if found else None
+
+
+def _finish(plan: _Plan, trial: sweeps_lib.Trial, run: FlowRun, state: State, config: SegmentConfig) -> None:
+    """Record a trial whose flow run reached a final ``state``."""
+    run_dir = plan.run_dir(trial).resolve()
+    trial.extra["flow_run_state"] = state.name
+    if state.is_completed():
+        trial.run_dir = str(run_dir)
+        try:
+            metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _fail(
+                plan, trial, config, f"flow run completed but {run_dir / 'metrics.json'} is unreadable: {exc}"
+            )
+            return
+        trial.metric = metric_value(metrics, plan.metric)
+        if trial.metric is None:
+            _fail(plan, trial, config, f"training did not log the sweep metric {plan.metric!r}")
+            return
+        trial.registry = _registered(config, run_dir)
+        trial.state = "finished"
+    elif state.is_cancelled():
+        trial.state, trial.error = "killed", f"flow run {run.name} was cancelled"
+    else:  # Failed or Crashed
+        _fail(plan, trial, config, f"flow run {run.name} {state.name}: {state.message or ''}".strip())
+
+
+def _cancel(client: SyncPrefectClient, run_id: UUID) -> None:
+    """Cancel a trial's flow run: a scheduled one directly, a started one through its worker."""
+    from prefect.states import Cancelled, Cancelling
+
+    run = client.read_flow_run(run_id)
+    if run.state is not None and run.state.is_final():
+        return
+    if run.state is not None and run.state.is_scheduled():
+        client.set_flow_run_state(run_id, Cancelled(message="sweep interrupted (Ctrl-C)"), force=True)
+    else:  # the worker sees Cancelling and stops the process it started
+        client.set_flow_run_state(run_id, Cancelling(message="sweep interrupted (Ctrl-C)"), force=True)
+
+
+def _deployed_trials(plan: _Plan, deployment: str, parallel: int) -> tuple[list[sweeps_lib.Trial], bool]:
+    """Trials as flow runs of ``deployment``, up to ``parallel`` in flight, polled until final.
+
+    In-flight trials stay in the engine's view as ``running``: a grid skips their points, and bayes
+    treats them as pending (it fits its model with their predicted values in place of the metric).
+    """
+    trials: list[sweeps_lib.Trial] = []
+    in_flight: dict[UUID, tuple[sweeps_lib.Trial, SegmentConfig]] = {}
+    exhausted = False
+    with _api_client(deployment) as client:
+        try:
+            while True:
+                while not exhausted and len(in_flight) < parallel and plan.wants_more(trials):
+                    params = sweeps_lib.propose(plan.sweep, trials, plan.seed)
+                    if params is None:
+                        logger.info("sweep %s: grid exhausted after %d trials", plan.sweep_id, len(trials))
+                        exhausted = True
+                        break
+                    trial = sweeps_lib.Trial(index=len(trials), params=params)
+                    trials.append(trial)  # state "running": the engine sees it as pending
+                    config: SegmentConfig | None = None
+                    try:
+                        config = plan.config(trial)
+                        run = _submit(plan, deployment, trial, config)
+                    except Exception as exc:  # a bad trial configuration must not end the sweep
+                        _fail(plan, trial, config, f"{type(exc).__name__}: {exc}")
+                        _record(plan.directory, trial)
+                        continue
+                    trial.extra["flow_run_id"] = str(run.id)
+                    in_flight[run.id] = (trial, config)
+                    logger.info(
+                        "sweep %s: trial %d submitted as flow run %s %s",
+                        plan.sweep_id,
+                        trial.index,
+                        run.name,
+                        params,
+                    )
+                if not in_flight or plan.stop.wait(POLL_SECONDS):
+                    break
+                for run_id, (trial, config) in list(in_flight.items()):
+                    try:
+                        run = client.read_flow_run(run_id)
+                    except Exception as exc:  # the server restarting: read it again at the next poll
+                        logger.warning("sweep %s: cannot read flow run %s: %s", plan.sweep_id, run_id, exc)
+                        continue
+                    if run.state is not None and run.state.is_final():
+                        del in_flight[run_id]
+                        _finish(plan, trial, run, run.state, config)
+                        _record(plan.directory, trial)
+                        logger.info(
+                            "sweep %s: trial %d %s %s", plan.sweep_id, trial.index, trial.state, trial.metric
+                        )
+        except KeyboardInterrupt:  # outside the main thread no handler turns Ctrl-C into `stop`
+            plan.stop.set()
+        interrupted = plan.stop.is_set()
+        for run_id, (trial, _config) in in_flight.items():
+            try:
+                _cancel(client, run_id)
+                trial.error = f"interrupted (Ctrl-C); flow run {run_id} cancelled"
+            except Exception as exc:  # record the trial even if the server is gone
+                trial.error = f"interrupted (Ctrl-C); cancelling flow run {run_id} failed: {exc}"
+            trial.state = "killed"
+            _record(plan.directory, trial)
+    if interrupted:
+        logger.warning("sweep %s: interrupted; %d trials recorded", plan.sweep_id, len(trials))
+    return sorted(trials, key=lambda t: t.index), interrupted
+
+
 def run_sweep(
     sweep_path: str | Path,
     *,
@@ -88,6 +363,8 @@ def run_sweep(
     seed: int = 0,
     promote: bool = False,
     out_root: Path | None = None,
+    parallel: int = 1,
+    deployment: str | None = None,
 ) -> SweepResult:
     """Run trials until the grid is exhausted or ``count`` (or the YAML's ``run_cap``) is reached.
 
@@ -100,7 +377,21 @@ def run_sweep(
         seed: seeds the engine's random and bayes proposals.
         promote: register the best trial and run the promotion gate.
         out_root: where sweep directories go (default ``$SEGMENT_HOME/sweeps``).
+        parallel: trials in flight at once (only with ``deployment``).
+        deployment: run each trial as a flow run of this deployment (``train-segmentation/local``) on its
+            work pool, through the Prefect server of ``PREFECT_API_URL``; None runs trials in-process.
+
+    Raises:
+        ConfigError: a bad sweep or base configuration, ``parallel`` below 1 or above 1 without a
+            deployment, or (with a deployment) no reachable Prefect server or no such deployment.
     """
+    if parallel < 1:
+        raise ConfigError(f"parallel must be at least 1 (got {parallel})")
+    if parallel > 1 and deployment is None:
+        raise ConfigError(
+            "parallel trials run as flow runs on a work pool: add --deployment train-segmentation/local "
+            "(with `make server` running and PREFECT_API_URL set)"
+        )
     sweep = sweeps_lib.load_sweep(sweep_path)
     cap = sweeps_lib.trial_cap(sweep, count)
     base_overrides = list(overrides or [])
@@ -108,14 +399,16 @@ def run_sweep(
     metric = sweep["metric"]["name"]
     sweep_id = f"{Path(sweep_path).stem}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     directory = (out_root or state_home() / "sweeps") / sweep_id
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "sweep.yaml").write_text(Path(sweep_path).read_text(encoding="utf-8"), encoding="utf-8")
-    trials: list[sweeps_lib.Trial] = []
-    interrupted = False
     # Ctrl-C may land inside a Prefect task, which reports it as a crashed run (an ordinary exception)
     # rather than letting KeyboardInterrupt through: remember the signal itself.
     stop = threading.Event()
     in_trial = threading.Event()
+    plan = _Plan(sweep, sweep_id, directory, data, config_path, base_overrides, cap, seed, metric, stop)
+    if deployment is not None:
+        with _api_client(deployment):  # no server or no deployment: fail before anything is written
+            pass
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sweep.yaml").write_text(Path(sweep_path).read_text(encoding="utf-8"), encoding="utf-8")
     previous_handler = None
     if threading.current_thread() is threading.main_thread():
 
@@ -125,48 +418,22 @@ def run_sweep(
                 raise KeyboardInterrupt
 
         previous_handler = signal.signal(signal.SIGINT, on_sigint)
-    logger.info("sweep %s: %s, metric %s (%s)", sweep_id, sweep["method"], metric, sweeps_lib.goal(sweep))
-    while cap is None or len(trials) < cap:
-        if stop.is_set():
-            interrupted = True
-            break
-        params = sweeps_lib.propose(sweep, trials, seed)
-        if params is None:
-            logger.info("sweep %s: grid exhausted after %d trials", sweep_id, len(trials))
-            break
-        trial = sweeps_lib.Trial(index=len(trials), params=params)
-        run_dir = directory / f"trial-{trial.index:03d}"
-        logger.info("sweep %s: trial %d %s", sweep_id, trial.index, params)
-        config: SegmentConfig | None = None
-        try:
-            config = load_config(config_path, [*base_overrides, *params.items()])
-            in_trial.set()
-            try:
-                trained = run_training(data, run_dir, config, tracking_group=sweep_id)
-            finally:
-                in_trial.clear()
-            trial.run_dir = str(run_dir)
-            trial.registry = trained["paths"].get("registry")
-            trial.metric = metric_value(trained["metrics"], metric)
-            if trial.metric is None:
-                raise SegmentationError(f"training did not log the sweep metric {metric!r}")
-            trial.state = "finished"
-        except KeyboardInterrupt:
-            stop.set()
-        except Exception as exc:  # a failed trial must not end the sweep
-            if not stop.is_set():
-                trial.state, trial.error = "failed", f"{type(exc).__name__}: {exc}"
-                logger.warning("sweep %s: trial %d failed: %s", sweep_id, trial.index, trial.error)
-                _failed_run(config, params, sweep_id, trial.error)
-        if stop.is_set():
-            trial.state, trial.error, interrupted = "killed", "interrupted (Ctrl-C)", True
-        trials.append(trial)
-        _record(directory, trial)
-        if interrupted:
-            logger.warning("sweep %s: interrupted; %d trials recorded", sweep_id, len(trials))
-            break
-    if previous_handler is not None:
-        signal.signal(signal.SIGINT, previous_handler)
+    logger.info(
+        "sweep %s: %s, metric %s (%s)%s",
+        sweep_id,
+        sweep["method"],
+        metric,
+        sweeps_lib.goal(sweep),
+        "" if deployment is None else f", trials on deployment {deployment}, {parallel} at a time",
+    )
+    try:
+        if deployment is None:
+            trials, interrupted = _sequential_trials(plan, in_trial)
+        else:
+            trials, interrupted = _deployed_trials(plan, deployment, parallel)
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
     tracking.flush()  # every trial's W&B files complete on disk before anyone reads or syncs them
     winner = sweeps_lib.best(trials, sweep)
     result = SweepResult(sweep_id, directory, trials, winner, interrupted)
@@ -184,6 +451,8 @@ def run_sweep(
                 "method": sweep["method"],
                 "metric": metric,
                 "goal": sweeps_lib.goal(sweep),
+                "deployment": deployment,
+                "parallel": parallel,
                 "trials": len(trials),
                 "states": {s: sum(t.state == s for t in trials) for s in ("finished", "failed", "killed")},
                 "best": asdict(winner) if winner else None,
@@ -207,14 +476,35 @@ def sweep_segmentation(
     seed: int = 0,
     promote: bool = False,
     overrides: list[str] | None = None,
+    parallel: int = 1,
+    deployment: str | None = None,
 ) -> dict[str, Any]:
-    """A sweep as a deployable flow: every trial is a ``train-segmentation`` subflow run.
+    """A sweep as a deployable flow: every trial a ``train-segmentation`` subflow, or a deployment's flow run.
+
+    Args:
+        sweep_file: a sweep YAML (W&B format).
+        data_path: the training table.
+        count: number of trials (random and bayes need it unless the YAML has ``run_cap``).
+        seed: seeds the engine's random and bayes proposals.
+        promote: register the best trial and run the promotion gate.
+        overrides: ``key=value`` overrides applied before each trial's parameters.
+        parallel: trials in flight at once (with ``deployment``).
+        deployment: e.g. ``train-segmentation/local``: trials become flow runs of that deployment on its
+            work pool (linked as subflows of this run). When this flow itself runs on the same pool it
+            holds one of the pool's slots, so give the pool ``parallel + 1``.
 
     Returns:
         The sweep's summary: ID, directory, trial states and metrics, best trial, promotion outcome.
     """
     result = run_sweep(
-        sweep_file, data=data_path, overrides=overrides, count=count, seed=seed, promote=promote
+        sweep_file,
+        data=data_path,
+        overrides=overrides,
+        count=count,
+        seed=seed,
+        promote=promote,
+        parallel=parallel,
+        deployment=deployment,
     )
     return {
         "sweep_id": result.sweep_id,

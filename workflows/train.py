@@ -28,10 +28,11 @@ from segmentation import pipeline, tracking
 from segmentation.bundle import load_bundle
 from segmentation.clustering import ClusterResult
 from segmentation.config import SegmentConfig, load_config
-from segmentation.data.io import file_digest, is_url, read_table
+from segmentation.data.io import file_digest, is_url
 from segmentation.errors import DataValidationError
 from segmentation.registry import LocalRegistry, registry_root
-from segmentation.stage_store import StageRef, save_stage
+from segmentation.resources import measure
+from segmentation.stage_store import StageRef, save_stage, stage_array_path
 
 
 def _stage_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -81,25 +82,45 @@ def hash_data(path: str) -> str:
     retry_condition_fn=_retry_io_only,
 )
 def load_validate(path: str, config: SegmentConfig, cache_key: str) -> StageRef:
-    """Read the table and validate it lazily (validation failures are never retried)."""
-    table = pipeline.validate_table(read_table(path), config.data, source=path, seed=config.seed)
-    return save_stage(stage_root(), cache_key, table)
+    """Validate the table chunk by chunk (failures are never retried); rows stay in the file.
+
+    CSV and remote tables are staged once as a local Parquet copy in the stage store.
+    """
+    with measure("load-validate", log=get_run_logger()) as meter:
+        table = pipeline.validate_source(
+            path,
+            config.data,
+            source=path,
+            seed=config.seed,
+            staged=stage_array_path(stage_root(), cache_key, "table").with_suffix(".parquet"),
+        )
+        meter.rows = table.n_rows
+        return save_stage(stage_root(), cache_key, table)
 
 
 @task(name="preprocess", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
 def preprocess(table: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
-    """Fit preprocessing on the training table; stores ``(preprocessor, x)``."""
-    fitted = pipeline.fit_preprocessing(
-        table.load(), config.preprocess, float32=config.data.float32, seed=config.seed
-    )
-    return save_stage(stage_root(), cache_key, fitted)
+    """Fit preprocessing on the training table; stores ``(preprocessor, x)``, x memory-mapped."""
+    with measure("preprocess", log=get_run_logger()) as meter:
+        fitted = pipeline.fit_preprocessing(
+            table.load(),
+            config.preprocess,
+            float32=config.data.float32,
+            seed=config.seed,
+            out=stage_array_path(stage_root(), cache_key, "x"),
+        )
+        meter.rows = len(fitted[1])
+        return save_stage(stage_root(), cache_key, fitted)
 
 
 @task(name="featurize", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
 def featurize(preprocessed: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
     """Fit the featurizer (none, PCA or autoencoder); stores ``(featurizer, z)``."""
     _, x = preprocessed.load()
-    return save_stage(stage_root(), cache_key, pipeline.fit_features(x, config.featurize, seed=config.seed))
+    with measure("featurize", rows=len(x), log=get_run_logger()):
+        return save_stage(
+            stage_root(), cache_key, pipeline.fit_features(x, config.featurize, seed=config.seed)
+        )
 
 
 @task(name="cluster", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
@@ -108,9 +129,10 @@ def cluster(
 ) -> StageRef:
     """Fit the clusterer (choosing k when it is not fixed); keep a previous model's IDs when asked."""
     (pre, x), (_, z) = preprocessed.load(), features.load()
-    result = pipeline.fit_segments(
-        z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
-    )
+    with measure("cluster", rows=len(z), log=get_run_logger()):
+        result = pipeline.fit_segments(
+            z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
+        )
     if config.insights.align_to:
         previous, _ = pipeline.previous_model(config.insights.align_to)
         result = pipeline.align_segments(
@@ -132,7 +154,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics in the common (preprocessed) space (small: persisted by Prefect itself)."""
     (_, x), (featurizer, z) = preprocessed.load(), features.load()
-    return pipeline.evaluate(x, z, clustered.load(), featurizer, config=config)
+    with measure("evaluate", rows=len(x), log=get_run_logger()):
+        return pipeline.evaluate(x, z, clustered.load(), featurizer, config=config)
 
 
 @task(name="write-outputs", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
@@ -149,10 +172,11 @@ def write_outputs(
     pre, x = stages["preprocess"].load()
     featurizer, _ = stages["featurize"].load()
     result: ClusterResult = stages["cluster"].load()
-    model = pipeline.assemble_model(
-        table, pre, featurizer, result, x, metrics, config=config, data_hash=data_hash, source=source
-    )
-    return pipeline.write_run_outputs(Path(out_dir), model, table, result.labels, featurizer)
+    with measure("write-outputs", rows=table.n_rows, log=get_run_logger()):
+        model = pipeline.assemble_model(
+            table, pre, featurizer, result, x, metrics, config=config, data_hash=data_hash, source=source
+        )
+        return pipeline.write_run_outputs(Path(out_dir), model, table, result.labels, featurizer)
 
 
 @task(name="visualize")
@@ -163,9 +187,10 @@ def visualize(out_dir: str, stages: dict[str, StageRef], config: SegmentConfig) 
     _, x = stages["preprocess"].load()
     featurizer, _ = stages["featurize"].load()
     labels = stages["cluster"].load().labels
-    return pipeline.write_insights(
-        Path(out_dir), model, table.frame, labels, x, featurizer.history, seed=config.seed
-    )
+    with measure("visualize", rows=table.n_rows, log=get_run_logger()):
+        return pipeline.write_insights(
+            Path(out_dir), model, table, labels, x, featurizer.history, seed=config.seed
+        )
 
 
 @task(name="register", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)

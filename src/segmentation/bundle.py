@@ -9,6 +9,7 @@ Layout::
       featurizer.json   featurizer.npz     fitted featurizer (PCA components or autoencoder weights)
       clusterer.json    clusterer.npz      fitted clusterer (+ clusterer.joblib for HDBSCAN only)
       segments.json     segment ids, sizes, shares, centroids in the preprocessed space
+      reference.json    training distributions for drift monitoring (optional: older bundles lack it)
 
 Bundles are written to a temporary directory and renamed into place. Loading verifies every file's
 SHA-256 against the manifest before reading it, and nothing is refit at prediction time.
@@ -59,6 +60,8 @@ class SegmentationModel:
     clusterer: Clusterer
     segments: dict[str, Any]
     manifest: dict[str, Any]
+    reference: dict[str, Any] | None = None
+    """Training distributions for drift monitoring (``segmentation.drift``); None in older bundles."""
 
     @property
     def name(self) -> str:
@@ -181,6 +184,8 @@ def save_bundle(model: SegmentationModel, path: str | Path) -> Path:
     }
     if clu_blob is not None:
         files["clusterer.joblib"] = clu_blob
+    if model.reference is not None:
+        files["reference.json"] = _json_bytes(model.reference)
     manifest = {
         **model.manifest,
         "format": BUNDLE_FORMAT,
@@ -277,4 +282,5 @@ def load_bundle(path: str | Path) -> SegmentationModel:
         clusterer=clusterer,
         segments=json.loads(blobs["segments.json"]),
         manifest=manifest,
+        reference=json.loads(blobs["reference.json"]) if "reference.json" in blobs else None,
     )

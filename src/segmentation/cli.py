@@ -23,11 +23,12 @@ from segmentation.config import SegmentConfig, load_config
 from segmentation.errors import ConfigError, DataValidationError, SegmentationError
 
 if TYPE_CHECKING:
-    from segmentation.registry import LocalRegistry
+    from segmentation.registry import LocalRegistry, ModelSource
 
 logger = logging.getLogger("segmentation")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_DRIFT = 5  # `segment drift`: a feature or the segment shares reached an alert threshold (report written)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--seed", type=int, default=0, help="seed of the random/bayes proposals")
     sweep.add_argument("--promote", action="store_true", help="register the best trial and run the gate")
+    sweep.add_argument(
+        "--deployment",
+        help="run each trial as a flow run of this deployment on its work pool, e.g. "
+        "train-segmentation/local (needs PREFECT_API_URL: `make server`)",
+    )
+    sweep.add_argument(
+        "--parallel", type=int, default=1, help="trials in flight at once (with --deployment; default 1)"
+    )
     _add_config_args(sweep)
 
     registry = sub.add_parser("registry", help="the model registry")
@@ -155,6 +164,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key-env", default="SEGMENT_API_KEY", help="env var holding the /predict API key"
     )
     _add_config_args(serve)
+
+    drift = sub.add_parser(
+        "drift", help=f"PSI of a customer snapshot vs the model's training data (exit {EXIT_DRIFT} on alert)"
+    )
+    drift_model = drift.add_mutually_exclusive_group()
+    drift_model.add_argument(
+        "--model", default="production", help="registry alias or version (default production)"
+    )
+    drift_model.add_argument(
+        "--bundle", type=Path, help="a bundle (or run directory) instead of the registry"
+    )
+    drift.add_argument("--data", required=True, help="the new customer snapshot (CSV or Parquet)")
+    drift.add_argument("--out", type=Path, help="report directory (default: runs/drift-<timestamp>)")
+    _add_config_args(drift)
+
+    score = sub.add_parser(
+        "score", help="score a whole customer table in chunks into Parquet (restartable, with rejects)"
+    )
+    score_model = score.add_mutually_exclusive_group()
+    score_model.add_argument(
+        "--model", default="production", help="registry alias or version (default production)"
+    )
+    score_model.add_argument(
+        "--bundle", type=Path, help="a bundle (or run directory) instead of the registry"
+    )
+    score.add_argument("--data", required=True, help="customer table to score (CSV or Parquet)")
+    score.add_argument("--out", type=Path, required=True, help="output Parquet file")
+    score.add_argument("--rejects", type=Path, help="rejected rows (default <out stem>.rejects.parquet)")
+    score.add_argument("--chunk-rows", type=int, default=262_144, help="rows per chunk (default 262144)")
+    score.add_argument("--force", action="store_true", help="rescore even if the output is up to date")
+    fan_out = score.add_mutually_exclusive_group()
+    fan_out.add_argument("--threads", type=int, help="scoring threads in this process (default: CPUs, max 4)")
+    fan_out.add_argument(
+        "--dask", metavar="ADDRESS", help="run the score-customers flow on this Dask scheduler"
+    )
+    fan_out.add_argument(
+        "--dask-workers", type=int, help="run the score-customers flow on a local Dask cluster of N workers"
+    )
+    _add_config_args(score)
 
     runs = sub.add_parser("runs", help="table of local runs: differing config and metrics")
     runs.add_argument("roots", nargs="*", type=Path, help="directories to search (default: runs/ and sweeps)")
@@ -285,6 +333,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         count=args.count,
         seed=args.seed,
         promote=args.promote,
+        parallel=args.parallel,
+        deployment=args.deployment,
     )
     lines = [f"sweep {result.sweep_id}: {len(result.trials)} trials in {result.directory}"]
     for trial in result.trials:
@@ -388,18 +438,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import tempfile
 
-    from segmentation.registry import registry_root
-    from segmentation.serving.app import ModelSource, ServeSettings, build_server
+    from segmentation.serving.app import ServeSettings, build_server
 
     config = resolve_config(args)
-    if args.bundle:
-        source = ModelSource(bundle=str(args.bundle.resolve()))
-    else:
-        source = ModelSource(
-            registry_root=str(registry_root(config.registry.dir)),
-            name=config.registry.name or config.model_name,
-            alias=args.model,
-        )
+    source = model_source(args, config)
     settings = ServeSettings(
         host=args.host,
         port=args.port,
@@ -427,6 +469,102 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             generate_client_file=False,
             log_level="warning",
         )
+    return EXIT_OK
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from segmentation import drift
+    from segmentation.data.io import is_url
+    from segmentation.registry import ModelSource, registry_root
+
+    config = resolve_config(args)
+    if not is_url(args.data) and not Path(args.data).exists():
+        raise ConfigError(f"--data: file not found: {args.data}")
+    if args.bundle:
+        source = ModelSource(bundle=str(args.bundle.resolve()))
+    else:
+        source = ModelSource(
+            registry_root=str(registry_root(config.registry.dir)),
+            name=config.registry.name or config.model_name,
+            alias=args.model,
+        )
+    model, meta = source.load()
+    out = args.out or Path("runs") / f"drift-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    try:
+        report = drift.compare(model, args.data, config.drift, model_meta=meta)
+    except DataValidationError as exc:
+        sys.stderr.write(exc.report.to_text() + "\n")
+        return exc.exit_code
+    paths = drift.write_report(report, out)
+    sys.stdout.write(report.summary() + f"\nreport: {paths['md']} (also drift.json, .csv, .png, .html)\n")
+    return EXIT_DRIFT if report.alert else EXIT_OK
+
+
+def model_source(args: argparse.Namespace, config: SegmentConfig) -> ModelSource:
+    """``--bundle PATH`` or ``--model ALIAS|VERSION`` (in the configured registry) as a model source."""
+    from segmentation.registry import ModelSource, registry_root
+
+    if getattr(args, "bundle", None):
+        return ModelSource(bundle=str(Path(args.bundle).resolve()))
+    return ModelSource(
+        registry_root=str(registry_root(config.registry.dir)),
+        name=config.registry.name or config.model_name,
+        alias=args.model,
+    )
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    if not Path(args.data).is_file():
+        raise ConfigError(f"--data: file not found: {args.data}")
+    if args.chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows must be >= 1, got {args.chunk_rows}")
+    for flag, path in (("--out", args.out), ("--rejects", args.rejects)):
+        if path is not None and path.suffix.lower() != ".parquet":
+            raise ConfigError(f"{flag} must end in .parquet, got {path.name!r}")
+    source = model_source(args, config)
+    try:
+        if args.dask or args.dask_workers:
+            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+            from workflows.score import run_scoring
+
+            summary = run_scoring(
+                source,
+                args.data,
+                args.out,
+                rejects=args.rejects,
+                chunk_rows=args.chunk_rows,
+                dask_address=args.dask,
+                dask_workers=args.dask_workers,
+                force=args.force,
+            )
+        else:
+            from segmentation.scoring import model_version_label, score_table
+
+            model, meta = source.load()
+            summary = score_table(
+                model,
+                args.data,
+                args.out,
+                model_version=model_version_label(model, meta.get("version")),
+                rejects=args.rejects,
+                chunk_rows=args.chunk_rows,
+                threads=args.threads,
+                force=args.force,
+            )
+    except DataValidationError as exc:
+        sys.stderr.write(exc.report.to_text() + "\n")
+        return exc.exit_code
+    state = "up to date, nothing rescored" if summary.skipped else f"{summary.seconds:.1f} s"
+    lines = [
+        f"scored {summary.scored} of {summary.rows} rows with {summary.model_version} ({state}); "
+        f"rejected {summary.rejected}",
+        f"  output   {summary.out}",
+        f"  rejects  {summary.rejects} ({summary.reject_lines} failed checks)",
+        *(f"    {name}: {count}" for name, count in list(summary.rejects_by_check.items())[:20]),
+        f"  summary  {Path(summary.out).with_name(Path(summary.out).stem + '.summary.json')}",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK
 
 
@@ -468,6 +606,8 @@ _COMMANDS = {
     "runs": _cmd_runs,
     "experiment-report": _cmd_experiment_report,
     "serve": _cmd_serve,
+    "score": _cmd_score,
+    "drift": _cmd_drift,
     "report": _cmd_report,
     "make-data": _cmd_make_data,
     "config": _cmd_config,
@@ -475,7 +615,7 @@ _COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad config or data, 1/3 other errors)."""
+    """Run the CLI; returns the exit code (0 ok, 2 bad config or data, 1/3 other errors, 5 drift alert)."""
     parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)

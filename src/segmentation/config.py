@@ -64,7 +64,7 @@ class PreprocessConfig(Strict):
     fit_sample: int = Field(
         100_000,
         ge=1000,
-        description="Rows sampled for medians, quantiles and scales (Yeo-Johnson lambdas: 50,000 of them).",
+        description="Rows sampled for medians, quantiles and scales (Yeo-Johnson lambdas: 25,000 of them).",
     )
 
     @field_validator("clip_quantiles")
@@ -128,6 +128,12 @@ class KSearch(Strict):
     criterion: Literal["silhouette"] = Field(
         "silhouette", description="Silhouette on a sample, in the preprocessed input space."
     )
+    max_iter: int = Field(
+        100,
+        ge=1,
+        description="Iteration cap per candidate when candidates are fitted on a sample (tables larger "
+        "than fit_sample); the chosen model is then refined on all rows with the model's own max_iter.",
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> KSearch:
@@ -139,6 +145,12 @@ class KSearch(Strict):
 class _KClusterer(Strict):
     n_clusters: int | None = Field(None, ge=2, description="Fixed k; null searches k_min..k_max.")
     search: KSearch = KSearch()
+    fit_sample: int = Field(
+        100_000,
+        ge=1000,
+        description="On larger tables every candidate k is fitted on a seeded sample of this many rows; "
+        "the chosen model is then refined on all rows, starting from the sample's solution.",
+    )
 
 
 class KMeansConfig(_KClusterer):
@@ -214,6 +226,12 @@ class EvaluateConfig(Strict):
     stability_sample: int = Field(
         20_000, ge=100, description="Rows (sampled once) that the stability refits draw from."
     )
+    metrics_sample: int = Field(
+        500_000,
+        ge=1000,
+        description="Rows (seeded sample) for Davies-Bouldin and Calinski-Harabasz on larger tables; "
+        "segment sizes and shares always count every row.",
+    )
 
 
 # ---------------------------------------------------------------------------------------- insights
@@ -287,6 +305,35 @@ class RegistryConfig(Strict):
     min_segment_share: float = Field(0.02, ge=0, le=1, description="No segment may be smaller than this.")
 
 
+class DriftConfig(Strict):
+    """Drift monitoring: the reference stored in the bundle at training, and the PSI thresholds.
+
+    ``bins`` and ``reference_sample`` act at training time (they shape ``reference.json``); the
+    thresholds act when a snapshot is compared (``segment drift``, the ``monitor-drift`` flow).
+    """
+
+    bins: int = Field(10, ge=2, le=100, description="Quantile bins per numeric, boolean or date feature.")
+    reference_sample: int = Field(
+        100_000, ge=1000, description="Training rows (seeded sample) the bin edges and shares come from."
+    )
+    warn: float = Field(0.1, gt=0, description="A feature's PSI at or above this is 'warn'.")
+    alert: float = Field(
+        0.25, gt=0, description="A feature's PSI at or above this is 'alert' (non-zero exit)."
+    )
+    segment_warn: float = Field(0.1, gt=0, description="PSI of the segment shares at or above this warns.")
+    segment_alert: float = Field(0.25, gt=0, description="PSI of the segment shares at or above this alerts.")
+    epsilon: float = Field(
+        1e-4, gt=0, lt=0.01, description="Floor on every bin share, so an empty bin has a finite PSI term."
+    )
+    chunk_rows: int = Field(262_144, ge=1000, description="Snapshot rows read and scored at a time.")
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> DriftConfig:
+        if self.alert < self.warn or self.segment_alert < self.segment_warn:
+            raise ValueError("alert thresholds must be >= warn thresholds")
+        return self
+
+
 class SegmentConfig(Strict):
     """The whole, resolved configuration of a training run."""
 
@@ -300,6 +347,7 @@ class SegmentConfig(Strict):
     insights: InsightsConfig = InsightsConfig()
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
+    drift: DriftConfig = DriftConfig()
 
     def section_json(self, name: str) -> str:
         """Canonical JSON of one section (used in cache keys)."""

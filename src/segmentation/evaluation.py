@@ -18,11 +18,13 @@ def evaluate_segments(
     silhouette_sample: int = 10_000,
     seed: int = 0,
     known_silhouette: float | None = None,
+    metrics_sample: int = 500_000,
 ) -> dict[str, Any]:
     """Compute the metrics written to ``metrics.json``.
 
     Silhouette is computed on a seeded sample (its size is reported); Davies-Bouldin and
-    Calinski-Harabasz are linear in the number of rows and use every non-noise row. Noise rows
+    Calinski-Harabasz are linear in the number of rows and use every non-noise row up to
+    ``metrics_sample`` rows (a seeded sample beyond that; ``metrics_sample_size`` says how many). Noise rows
     (label -1) are excluded from all three and reported as ``noise_fraction``.
 
     Args:
@@ -33,6 +35,7 @@ def evaluate_segments(
         seed: sample seed.
         known_silhouette: the silhouette of these labels, already computed on the same sample (same
             ``silhouette_sample`` and ``seed``); skips computing it twice.
+        metrics_sample: most rows Davies-Bouldin and Calinski-Harabasz are computed on.
     """
     n = len(labels)
     clustered = labels != NOISE
@@ -54,9 +57,16 @@ def evaluate_segments(
         else sampled_silhouette(x, labels, silhouette_sample, seed)
     )
     if len(segments) >= 2:
-        xc, lc = x[clustered], labels[clustered]
-        metrics["davies_bouldin"] = float(davies_bouldin_score(xc, lc))
-        metrics["calinski_harabasz"] = float(calinski_harabasz_score(xc, lc))
+        rows = np.flatnonzero(clustered)
+        if len(rows) > metrics_sample:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, metrics_sample, replace=False))
+        xc, lc = x[rows], labels[rows]
+        if len(np.unique(lc)) >= 2:
+            metrics["davies_bouldin"] = float(davies_bouldin_score(xc, lc))
+            metrics["calinski_harabasz"] = float(calinski_harabasz_score(xc, lc))
+        else:
+            metrics["davies_bouldin"] = metrics["calinski_harabasz"] = None
+        metrics["metrics_sample_size"] = len(rows)
     else:
         metrics["davies_bouldin"] = None
         metrics["calinski_harabasz"] = None

@@ -10,15 +10,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import yaml
+from tqdm.auto import tqdm
 
+from segmentation import drift
 from segmentation.alignment import Alignment, align_by_centroids, align_by_overlap
 from segmentation.bundle import (
     SegmentationModel,
@@ -37,10 +41,30 @@ from segmentation.config import (
     PreprocessConfig,
     SegmentConfig,
 )
-from segmentation.data.io import file_digest, read_table, write_json, write_table, write_text
+from segmentation.data.chunks import (
+    DEFAULT_CHUNK_ROWS,
+    PARQUET_ROW_GROUP,
+    iter_chunks,
+    map_chunks,
+    read_columns,
+    table_format,
+    table_info,
+    take_rows,
+)
+from segmentation.data.io import (
+    atomic_path,
+    file_digest,
+    is_url,
+    read_table,
+    write_json,
+    write_table,
+    write_text,
+)
+from segmentation.data.row_validation import row_failures
 from segmentation.data.validation import (
     CC_GENERAL_ID,
     Failure,
+    SchemaScan,
     TableSchema,
     ValidationReport,
     cc_general_schema,
@@ -107,11 +131,49 @@ def stage_keys(data_hash: str, config: SegmentConfig, align_digest: str | None =
 # --------------------------------------------------------------------------------------- validation
 @dataclass
 class ValidatedTable:
-    """A table that passed validation, with its schema."""
+    """A table that passed validation, with its schema.
 
-    frame: pd.DataFrame
+    Either in memory (``frame``: notebooks, tests, the bundled sample) or a Parquet file read in chunks
+    (``path``: what the flow uses, so millions of rows never sit in memory as one DataFrame). Stages
+    reach rows only through :meth:`chunks`, :meth:`read` and :meth:`take`, which work the same for both.
+    """
+
     schema: TableSchema
     report: ValidationReport
+    frame: pd.DataFrame | None = None
+    path: str | None = None
+    n_rows: int = 0
+    ids: np.ndarray | None = None  # file-backed tables: the ID column, read once during validation
+
+    def __post_init__(self) -> None:
+        if (self.frame is None) == (self.path is None):
+            raise ValueError("a ValidatedTable holds either a frame or a path")
+        if self.frame is not None:
+            self.n_rows = len(self.frame)
+
+    def chunks(
+        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: list[str] | None = None
+    ) -> Iterator[pd.DataFrame]:
+        """The rows in chunks, each indexed by row position."""
+        if self.frame is None:
+            yield from iter_chunks(str(self.path), chunk_rows=chunk_rows, columns=columns)
+            return
+        frame = self.frame if columns is None else self.frame[columns]
+        for start in range(0, len(frame), chunk_rows):
+            part = frame.iloc[start : start + chunk_rows]
+            yield part.set_axis(pd.RangeIndex(start, start + len(part)))
+
+    def read(self, columns: list[str]) -> pd.DataFrame:
+        """Whole columns (a file-backed table decodes only these)."""
+        if self.frame is None:
+            return read_columns(str(self.path), columns)
+        return self.frame[columns].reset_index(drop=True)
+
+    def take(self, rows: np.ndarray) -> pd.DataFrame:
+        """The rows at these sorted positions."""
+        if self.frame is None:
+            return take_rows(str(self.path), rows)
+        return self.frame.iloc[rows]
 
 
 def validate_table(frame: pd.DataFrame, config: DataConfig, *, source: str, seed: int = 0) -> ValidatedTable:
@@ -164,23 +226,257 @@ def validate_table(frame: pd.DataFrame, config: DataConfig, *, source: str, seed
         logger.warning(
             "ignored columns (constant, free text or dropped): %s", ", ".join(schema.ignored_columns)
         )
-    return ValidatedTable(frame=validated, schema=schema, report=report)
+    return ValidatedTable(schema=schema, report=report, frame=validated)
+
+
+def _rate(rows: int, seconds: float) -> str:
+    return f"{rows:,} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
+
+
+def _merge_failures(failures: list[Failure]) -> list[Failure]:
+    """One failure per (column, check) across chunks: counts added, the first five examples kept."""
+    counts: dict[tuple[str, str], int] = {}
+    examples: dict[tuple[str, str], list[Any]] = {}
+    for failure in failures:
+        key = (failure.column, failure.check)
+        counts[key] = counts.get(key, 0) + failure.count
+        seen = examples.setdefault(key, [])
+        seen.extend(e for e in failure.examples if e not in seen and len(seen) < 5)
+    return [Failure(column=c, check=k, count=n, examples=examples[(c, k)]) for (c, k), n in counts.items()]
+
+
+def _chunk_failures(chunk: pd.DataFrame, schema: TableSchema, source: str) -> list[Failure]:
+    """The failed checks of one chunk, per column and check (vectorised: millions of rows per second).
+
+    The checks are pandera's (``row_failures`` implements the schema's pandera contract row by row);
+    infinities are left out because training imputes them like missing values
+    (:meth:`Preprocessor.raw_column`), as the whole-table pandera validation does.
+    """
+    _, rejects = row_failures(chunk, schema, source=source)
+    rejects = rejects[rejects["check"] != "finite"]
+    failures = []
+    for (column, check), group in rejects.groupby(["column", "check"], sort=False):
+        examples = [_example(v) for v in group["value"].unique()[:5]]
+        failures.append(Failure(column=str(column), check=str(check), count=len(group), examples=examples))
+    return failures
+
+
+def _example(value: str) -> Any:
+    """A failing value as pandera would show it: a number when it reads as one, else the text."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value or None
+    return int(number) if number.is_integer() else number
+
+
+def stage_parquet(path: str, target: Path) -> str:
+    """A local Parquet copy of a CSV (or remote) table, so later stages read it in chunks by column.
+
+    Local Parquet files are used in place. The copy is written atomically with 256k-row row groups.
+    """
+    if table_format(path) == "parquet" and not is_url(path):
+        return path
+    if not target.is_file():
+        started = time.perf_counter()
+        frame = read_table(path)
+        with atomic_path(target) as tmp:
+            frame.to_parquet(tmp, index=False, row_group_size=PARQUET_ROW_GROUP)
+        logger.info("staged %s as Parquet: %s", path, _rate(len(frame), time.perf_counter() - started))
+    return str(target)
+
+
+def validate_source(
+    path: str,
+    config: DataConfig,
+    *,
+    source: str,
+    seed: int = 0,
+    staged: Path | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> ValidatedTable:
+    """Validate a table file chunk by chunk; the result reads its rows from the file, never all at once.
+
+    Two streaming passes: the first infers the schema (:class:`SchemaScan`: the rules of
+    :func:`validate_table`, from every row) and reads the ID column; the second validates every chunk
+    against it with the same pandera checks. Checks that span chunks (unique IDs, columns without any
+    value) are made over the whole table. CSV and remote tables are first copied to a local Parquet
+    file (``staged``), which later stages read by column and by row group.
+
+    Raises:
+        DataValidationError: with a report naming every failing column and check (counts over all rows).
+    """
+    if staged is not None:
+        path = stage_parquet(path, staged)
+    elif table_format(path) != "parquet":
+        raise ValueError("validate_source needs a Parquet file or a staging path for a CSV copy")
+    started = time.perf_counter()
+    info = table_info(path)
+    n_rows = int(info.n_rows or 0)
+
+    def fail(column: str, check: str, example: str) -> DataValidationError:
+        failure = Failure(column=column, check=check, count=1, examples=[example])
+        return DataValidationError(
+            ValidationReport(source=source, n_rows=n_rows, n_columns=len(info.columns), failures=[failure])
+        )
+
+    if n_rows == 0:
+        raise fail("<table>", "has_rows", "the table has a header but no rows")
+    if len(info.columns) < 2:
+        raise fail(
+            "<table>",
+            "has_columns",
+            f"found {len(info.columns)} column(s); a customer table needs an ID and features",
+        )
+    use_cc = config.schema_kind == "cc_general" or (
+        config.schema_kind == "auto" and looks_like_cc_general(info.columns)
+    )
+    id_column = CC_GENERAL_ID if use_cc else config.id_column
+    if id_column is not None and id_column not in info.columns and not use_cc:
+        raise fail(id_column, "missing_required_column", "configured ID column not in the table")
+    scan: SchemaScan | None = None
+    id_parts: list[np.ndarray] = []
+    for chunk in tqdm(
+        iter_chunks(path, chunk_rows=chunk_rows),
+        desc="scan",
+        total=-(-n_rows // chunk_rows),
+        disable=None,
+        leave=False,
+    ):
+        if not use_cc and id_column is None and scan is None:
+            try:
+                id_column = detect_id_column(chunk)
+            except ValueError as exc:
+                raise fail("<id>", "unambiguous_id_column", str(exc)) from exc
+        if not use_cc:
+            if scan is None:
+                scan = SchemaScan(
+                    id_column,
+                    max_categories=config.max_categories,
+                    drop_columns=config.drop_columns,
+                    reference_date=config.reference_date,
+                    seed=seed,
+                    expected_rows=n_rows,
+                )
+            scan.update(chunk)
+        if id_column is not None and id_column in chunk.columns:
+            id_parts.append(chunk[id_column].to_numpy())
+    schema = cc_general_schema() if use_cc else cast(SchemaScan, scan).schema()
+    if not schema.columns:
+        raise fail("<table>", "has_feature_columns", "no usable feature column (all constant, empty or text)")
+    scanned = time.perf_counter()
+    logger.info("scanned %s: %s", source, _rate(n_rows, scanned - started))
+
+    failures: list[Failure] = []
+    ids = np.concatenate(id_parts) if id_parts else None
+    if schema.id_column is not None:
+        if ids is None:
+            failures.append(
+                Failure(column=schema.id_column, check="missing_required_column", count=1, examples=[])
+            )
+        else:
+            id_series = pd.Series(ids)
+            missing = int(id_series.isna().sum())
+            if missing:
+                failures.append(
+                    Failure(column=schema.id_column, check="not_nullable", count=missing, examples=[None])
+                )
+            duplicated = id_series[id_series.duplicated(keep=False) & id_series.notna()]
+            if len(duplicated):
+                examples = [str(v) for v in duplicated.unique()[:5]]
+                failures.append(
+                    Failure(column=schema.id_column, check="unique", count=len(duplicated), examples=examples)
+                )
+    present = dict.fromkeys(schema.feature_names, 0)
+    for chunk in tqdm(
+        iter_chunks(path, chunk_rows=chunk_rows),
+        desc="validate",
+        total=-(-n_rows // chunk_rows),
+        disable=None,
+        leave=False,
+    ):
+        failures.extend(_chunk_failures(chunk, schema, source))
+        for name in present:
+            if name in chunk.columns:
+                present[name] += int(chunk[name].notna().sum())
+    failures.extend(
+        Failure(column=name, check="not_entirely_empty", count=n_rows, examples=[None])
+        for name, count in present.items()
+        if count == 0 and name in info.columns
+    )
+    report = ValidationReport(
+        source=source,
+        n_rows=n_rows,
+        n_columns=len(info.columns),
+        schema_kind=schema.kind,
+        failures=_merge_failures(failures),
+    )
+    if not report.ok:
+        raise DataValidationError(report)
+    logger.info("validated %s: %s", source, _rate(n_rows, time.perf_counter() - scanned))
+    if schema.ignored_columns:
+        logger.warning(
+            "ignored columns (constant, free text or dropped): %s", ", ".join(schema.ignored_columns)
+        )
+    return ValidatedTable(schema=schema, report=report, path=path, n_rows=n_rows, ids=ids)
 
 
 def customer_ids(table: ValidatedTable) -> pd.Series:
     """The ID column, or row numbers named ``row`` when the table has none."""
     if table.schema.id_column:
+        if table.frame is None:
+            return pd.Series(table.ids, name=table.schema.id_column)
         return table.frame[table.schema.id_column].reset_index(drop=True)
-    return pd.Series(np.arange(len(table.frame)), name="row")
+    return pd.Series(np.arange(table.n_rows), name="row")
 
 
 # ------------------------------------------------------------------------------------ fitting stages
 def fit_preprocessing(
-    table: ValidatedTable, config: PreprocessConfig, *, float32: bool, seed: int
+    table: ValidatedTable,
+    config: PreprocessConfig,
+    *,
+    float32: bool,
+    seed: int,
+    out: Path | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> tuple[Preprocessor, np.ndarray]:
-    """Fit preprocessing on the training table; return it with the preprocessed matrix."""
+    """Fit preprocessing on the training table; return it with the preprocessed matrix.
+
+    Parameters are estimated on a seeded sample of ``config.fit_sample`` rows (read by position from a
+    file-backed table); then every row is transformed chunk by chunk, two chunks at a time, into the
+    matrix. With ``out`` the matrix is a memory-mapped ``.npy`` file there (a 2,000,000 x 124 float32
+    matrix is 1 GB that then needs no heap), otherwise an in-memory array.
+    """
+    started = time.perf_counter()
     pre = Preprocessor(table.schema, config, float32=float32, seed=seed)
-    return pre, pre.fit_transform(table.frame)
+    n = table.n_rows
+    rows = np.arange(n)
+    if n > config.fit_sample:  # the same sample Preprocessor.fit draws from a whole table
+        rows = np.sort(np.random.default_rng(seed).choice(n, config.fit_sample, replace=False))
+    pre.fit(table.frame if table.frame is not None and len(rows) == n else table.take(rows))
+    fitted = time.perf_counter()
+    shape = (n, len(pre.feature_names_out_))
+    dtype = np.float32 if float32 else np.float64
+    x = np.lib.format.open_memmap(out, mode="w+", dtype=dtype, shape=shape) if out else np.empty(shape, dtype)
+
+    def transform(chunk: pd.DataFrame) -> tuple[int, np.ndarray]:
+        return int(chunk.index[0]), pre.transform(chunk)
+
+    chunks = table.chunks(chunk_rows, columns=table.schema.feature_names)  # the ID is not needed here
+    progress = tqdm(
+        map_chunks(transform, chunks), desc="preprocess", total=-(-n // chunk_rows), disable=None, leave=False
+    )
+    for start, block in progress:
+        x[start : start + len(block)] = block
+    if isinstance(x, np.memmap):
+        x.flush()
+    logger.info(
+        "preprocessing: fitted on %d rows in %.1f s; transformed %s",
+        len(rows),
+        fitted - started,
+        _rate(n, time.perf_counter() - fitted),
+    )
+    return pre, x
 
 
 def fit_features(x: np.ndarray, config: FeaturizeConfig, *, seed: int) -> tuple[Featurizer, np.ndarray]:
@@ -236,7 +532,7 @@ def align_segments(
     n_clusters = result.model.n_clusters_
     alignment: Alignment
     try:
-        before = previous.predict(table.frame.iloc[rows])
+        before = previous.predict(table.take(rows))
         alignment = align_by_overlap(before, labels[rows], n_clusters)
     except DataValidationError as exc:
         logger.warning("the previous model cannot score this table (%s); matching centroids instead", exc)
@@ -280,10 +576,12 @@ def evaluate(
         silhouette_sample=config.evaluate.silhouette_sample,
         seed=config.seed,
         known_silhouette=result.score,  # the clustering stage scored these labels on the same sample
+        metrics_sample=config.evaluate.metrics_sample,
     )
     metrics["k_selection"] = {
         "criterion": result.criterion,
         "space": "preprocessed",
+        "fit_sample": min(getattr(config.cluster, "fit_sample", x.shape[0]), x.shape[0]),
         "scores": {str(k): v for k, v in result.k_scores.items()},
         "chosen_k": result.model.n_clusters_,
     }
@@ -299,6 +597,13 @@ def evaluate(
         )
     if result.alignment:
         metrics["alignment"] = result.alignment
+    if hasattr(result.model, "sample_agreement_"):
+        # Fitted on a sample, the rest assigned: how well the assignment rule reproduces the fit.
+        metrics["clusterer_sample"] = {
+            "fit_rows": int(result.model.fit_rows_),
+            "rows": len(result.labels),
+            "sample_agreement": float(result.model.sample_agreement_),
+        }
     metrics["featurizer"] = {
         "kind": featurizer.kind,
         "output_dim": int(z.shape[1]),
@@ -347,20 +652,26 @@ def assemble_model(
             "data": {
                 "source": source,
                 "content_hash": data_hash,
-                "n_rows": len(table.frame),
+                "n_rows": table.n_rows,
                 "schema_kind": table.schema.kind,
             },
             "config": config.model_dump(mode="json"),
         },
+        reference=drift.build_reference(  # training distributions for drift monitoring
+            table.take(drift.reference_rows(table.n_rows, config.drift.reference_sample, config.seed)),
+            pre,
+            result.labels,
+            bins=config.drift.bins,
+        ),
     )
     rng = np.random.default_rng(config.seed)
-    n = len(table.frame)
+    n = table.n_rows
     idx = (
         np.sort(rng.choice(n, config.evaluate.agreement_sample, replace=False))
         if n > config.evaluate.agreement_sample
         else np.arange(n)
     )
-    predicted = model.predict(table.frame.iloc[idx], validate=False)
+    predicted = model.predict(table.take(idx), validate=False)
     metrics = {
         **metrics,
         "assignment_agreement": float((predicted == result.labels[idx]).mean()),
@@ -421,10 +732,21 @@ def insights_config(model: SegmentationModel) -> InsightsConfig:
     return InsightsConfig.model_validate(model.manifest.get("config", {}).get("insights", {}))
 
 
+def _raw_columns(
+    table: ValidatedTable, pre: Preprocessor, batch: int = 16
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Dense columns in original units, read ``batch`` columns at a time (bounded memory, few reads)."""
+    names = pre.dense_columns
+    for start in range(0, len(names), batch):
+        part = table.read(names[start : start + batch])
+        for name in names[start : start + batch]:
+            yield name, pre.raw_column(part, name)
+
+
 def write_insights(
     out_dir: Path,
     model: SegmentationModel,
-    frame: pd.DataFrame,
+    table: ValidatedTable,
     labels: np.ndarray,
     x: np.ndarray,
     history: list[dict[str, float]],
@@ -435,7 +757,7 @@ def write_insights(
 
     Everything is read from the saved bundle (names, centroids, metrics, settings) plus the training
     rows and labels, so ``segment report DIR`` regenerates exactly what the flow wrote. Plots sample
-    rows, so the cost is bounded on millions of customers.
+    rows and the profile reads one column at a time, so the cost is bounded on millions of customers.
     """
     from segmentation.insights.plots import make_plots  # matplotlib is only needed here
     from segmentation.insights.report import ReportContext, Thresholds, write_report
@@ -444,12 +766,12 @@ def write_insights(
     pre = model.preprocessor
     categorical_columns = [c.name for c in model.schema.columns if c.kind == "categorical"]
     profile = build_profile(
-        ((name, pre.raw_column(frame, name)) for name in pre.dense_columns),  # one column at a time
+        _raw_columns(table, pre),  # a few columns at a time
         model.centroids,
         labels,
         model.segment_names,
         n_top=settings.top_features,
-        categorical=frame[categorical_columns] if categorical_columns else None,
+        categorical=table.read(categorical_columns) if categorical_columns else None,
     )
     paths = {"profile": str(write_table(profile, out_dir / "profile.csv"))}
     metrics = model.manifest["metrics"]
@@ -457,7 +779,7 @@ def write_insights(
         out_dir / "plots",
         x=x,
         labels=labels,
-        raw=lambda rows: pre.raw_frame(frame.iloc[rows]),
+        raw=lambda rows: pre.raw_frame(table.take(rows)),
         diffs=model.centroids,
         names=model.segment_names,
         k_scores=metrics["k_selection"]["scores"],
@@ -549,7 +871,12 @@ def rebuild_insights(
     )
     x = model.preprocessor.transform(frame)
     seed = int(model.manifest.get("config", {}).get("seed", 0))
-    paths = write_insights(run_dir, model, frame, labels, x, history, seed=seed)
+    table = ValidatedTable(
+        schema=model.schema,
+        report=ValidationReport(source=source, n_rows=len(frame), n_columns=frame.shape[1]),
+        frame=frame,
+    )
+    paths = write_insights(run_dir, model, table, labels, x, history, seed=seed)
     if names:
         paths["bundle"] = str(bundle_dir)
     return paths

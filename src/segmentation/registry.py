@@ -381,3 +381,55 @@ def list_models(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(d.name for d in root.iterdir() if (d / "versions").is_dir())
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a consumer's model comes from: a bundle path, or ``registry/name`` at an alias or version.
+
+    Serving (``segment serve``) and batch scoring (``segment score``) resolve ``--model`` / ``--bundle``
+    through this one class.
+    """
+
+    bundle: str | None = None
+    registry_root: str | None = None
+    name: str | None = None
+    alias: str | None = None
+
+    def resolve(self) -> tuple[Path, dict[str, Any]]:
+        """The bundle directory to load now, and what to report about it (name, version, alias)."""
+        if self.bundle:
+            path = find_bundle(self.bundle)
+            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+            return path, {"name": manifest.get("name"), "version": None, "alias": None, "source": str(path)}
+        registry = LocalRegistry(str(self.registry_root), str(self.name))
+        entry = registry.get(str(self.alias))
+        return entry.bundle_path, {
+            "name": registry.name,
+            "version": entry.tag,
+            "alias": self.alias,
+            "source": str(entry.bundle_path),
+        }
+
+    def load(self) -> tuple[SegmentationModel, dict[str, Any]]:
+        """Resolve and load the model, verified (a registry version also against its registered digest).
+
+        Returns:
+            The model and what :meth:`resolve` reports, plus ``bundle_path``.
+
+        Raises:
+            BundleError: the bundle is missing or fails its digest check.
+            RegistryError: unknown alias or version, or a registered bundle that was altered.
+        """
+        path, meta = self.resolve()
+        if self.bundle:
+            model = load_bundle(path)
+        else:
+            model = LocalRegistry(str(self.registry_root), str(self.name)).load(str(meta["version"]))
+        return model, {**meta, "bundle_path": str(path)}
+
+    def aliases_file(self) -> Path | None:
+        """The file whose change may move the alias (None for a fixed bundle)."""
+        if self.bundle:
+            return None
+        return Path(str(self.registry_root)) / str(self.name) / "aliases.json"

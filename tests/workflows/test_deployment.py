@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -15,25 +12,9 @@ import pytest
 import yaml
 
 from segmentation.data.io import sample_data_path
-from workflows import local_server
 
 ROOT = Path(__file__).parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
 def test_prefect_yaml_declares_local_and_aws_deployments() -> None:
@@ -42,9 +23,11 @@ def test_prefect_yaml_declares_local_and_aws_deployments() -> None:
     assert set(deployments) == {
         ("train_segmentation", "local"),
         ("sweep_segmentation", "local"),
+        ("monitor_drift", "local"),
+        ("score_customers", "local"),
         ("train_segmentation", "aws-ec2"),
     }
-    for flow in ("train_segmentation", "sweep_segmentation"):
+    for flow in ("train_segmentation", "sweep_segmentation", "monitor_drift", "score_customers"):
         assert deployments[(flow, "local")]["work_pool"]["name"] == "segmentation-local"
         step = next(iter(deployments[(flow, "local")]["pull"][0]))
         assert step == "prefect.deployments.steps.set_working_directory"
@@ -53,28 +36,6 @@ def test_prefect_yaml_declares_local_and_aws_deployments() -> None:
     assert aws["parameters"]["data_path"].startswith("s3://")
     for value in json.dumps(aws["work_pool"]["job_variables"]["env"]).split('"'):
         assert not value.startswith(("AKIA", "wandb_")), "no secret values in job variables"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """`make server` for this module: a Prefect server on a free port, the pool, deployments, a worker."""
-    tmp_path = tmp_path_factory.mktemp("stack")
-    state = tmp_path / "prefect-server"
-    port = _free_port()
-    with pytest.MonkeyPatch.context() as patch:
-        # The worker's flow runs inherit this: their stages, registry and W&B files stay in the test's tmp.
-        patch.setenv("SEGMENT_HOME", str(tmp_path / "home"))
-        info = local_server.start(port, state)
-        env = local_server.environment(port, state)
-        yield {"info": info, "env": env, "port": port}
-        local_server.stop(state)
-    assert not _alive(int(info["server_pid"]))
-    assert not _alive(int(info["worker_pid"]))
-    with socket.socket() as sock:
-        # Nothing listens any more (SO_REUSEADDR, as servers use it: closed connections in TIME_WAIT do not
-        # count, a listening socket still would).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
 
 
 def test_local_deployment_round_trip_completes_and_bad_data_fails(stack: dict, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 from pytorch_lightning.callbacks import EarlyStopping
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from segmentation.config import AutoencoderConfig
 from segmentation.features.base import Featurizer
@@ -163,6 +163,53 @@ def _quiet_lightning() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
+class RowStream(IterableDataset[list[torch.Tensor]]):
+    """Mini-batches of chosen rows of a matrix, read a block of rows at a time.
+
+    Each pass visits the rows (sorted positions, so a block is a near-sequential read of a memory-mapped
+    file) in blocks of ``block_rows``; with ``shuffle`` the block order and the rows within each block are
+    permuted anew every epoch from ``seed`` and the epoch number. Only one block is ever in memory.
+
+    Args:
+        x: the matrix (rows x features); any array-like NumPy can index, e.g. ``np.memmap``.
+        rows: sorted row positions to stream.
+        batch_size: rows per mini-batch.
+        shuffle: permute blocks and rows within blocks each epoch.
+        seed: seed of the permutations.
+        block_rows: rows read at once.
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        rows: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        block_rows: int = 65_536,
+    ) -> None:
+        self.x, self.rows, self.batch_size = x, rows, batch_size
+        self.shuffle, self.seed, self.block_rows = shuffle, seed, max(block_rows, batch_size)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        blocks = [min(self.block_rows, len(self.rows) - s) for s in range(0, len(self.rows), self.block_rows)]
+        return sum(-(-size // self.batch_size) for size in blocks)
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        starts = np.arange(0, len(self.rows), self.block_rows)
+        for start in rng.permutation(starts) if self.shuffle else starts:
+            block = np.asarray(self.x[self.rows[start : start + self.block_rows]], dtype=np.float32)
+            if self.shuffle:
+                block = block[rng.permutation(len(block))]
+            tensor = torch.from_numpy(block)
+            for offset in range(0, len(tensor), self.batch_size):
+                yield [tensor[offset : offset + self.batch_size]]
+
+
 class AutoencoderFeaturizer(Featurizer):
     """MLP autoencoder trained with PyTorch Lightning; ``transform`` returns the bottleneck codes.
 
@@ -205,26 +252,28 @@ class AutoencoderFeaturizer(Featurizer):
         Raises:
             ValueError: if ``x`` is not 2-D or has fewer than two rows.
         """
-        x = np.asarray(x, dtype=np.float32)
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or len(x) < 2:
             raise ValueError(f"autoencoder needs a 2-D matrix with at least 2 rows, got shape {x.shape}")
         cfg = self.config
         train_idx, val_idx = self._split(len(x))
-        train_x = torch.from_numpy(np.ascontiguousarray(x[train_idx]))
-        val_x = torch.from_numpy(np.ascontiguousarray(x[val_idx]))
 
         with _quiet_lightning():
             pl.seed_everything(self.seed, workers=True, verbose=False)
             module = AutoencoderModule(int(x.shape[1]), cfg)
-            generator = torch.Generator().manual_seed(self.seed)
+            # Streaming loaders: rows are read from ``x`` (a memory-mapped matrix in the flow) one block
+            # at a time, so training on millions of rows never copies the training set into memory.
             train_loader = DataLoader(
-                TensorDataset(train_x),
-                batch_size=min(cfg.batch_size, len(train_x)),
-                shuffle=True,
-                generator=generator,
+                RowStream(x, train_idx, min(cfg.batch_size, len(train_idx)), shuffle=True, seed=self.seed),
+                batch_size=None,
                 num_workers=0,
             )
-            val_loader = DataLoader(TensorDataset(val_x), batch_size=_VAL_BATCH, shuffle=False, num_workers=0)
+            val_loader = DataLoader(
+                RowStream(x, val_idx, _VAL_BATCH, shuffle=False, seed=self.seed),
+                batch_size=None,
+                num_workers=0,
+            )
             trainer = pl.Trainer(
                 max_epochs=cfg.max_epochs,
                 accelerator=cfg.accelerator,

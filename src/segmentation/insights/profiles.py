@@ -23,15 +23,27 @@ _NAME_FEATURES = 2
 _MAX_NAME_FEATURES = 4
 
 
+_CHUNK_ROWS = 65_536
+
+
 def standardized_differences(x: np.ndarray, labels: np.ndarray, feature_names: list[str]) -> pd.DataFrame:
     """Mean of every preprocessed feature per segment (rows: segments, columns: features).
 
     The preprocessed space is standardized on the training population, so these are standardized
     differences from the population mean.
     """
-    segments = sorted(set(labels.tolist()))
-    rows = [x[labels == seg].mean(axis=0) for seg in segments]
-    return pd.DataFrame(np.vstack(rows), index=pd.Index(segments, name="segment"), columns=feature_names)
+    segments, codes = np.unique(labels, return_inverse=True)
+    sums = np.zeros((len(segments), x.shape[1]))
+    # Row chunks: never a copy of a whole segment's rows, so a memory-mapped matrix of millions of rows
+    # is read once, a chunk at a time (sums in float64).
+    for start in range(0, len(x), _CHUNK_ROWS):
+        block = np.asarray(x[start : start + _CHUNK_ROWS])
+        chunk_codes = codes[start : start + len(block)]
+        for i in range(len(segments)):
+            sums[i] += block[chunk_codes == i].sum(axis=0, dtype=np.float64)
+    means = sums / np.bincount(codes, minlength=len(segments))[:, None]
+    index = pd.Index([int(seg) for seg in segments], name="segment")
+    return pd.DataFrame(means, index=index, columns=feature_names)
 
 
 def row(frame: pd.DataFrame, key: Any) -> pd.Series:

@@ -36,44 +36,13 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from segmentation.bundle import SegmentationModel, bundle_digest, find_bundle, load_bundle
-from segmentation.registry import LocalRegistry
+from segmentation.bundle import SegmentationModel, bundle_digest, load_bundle
+from segmentation.registry import ModelSource
 from segmentation.serving.schema import columnar, request_models
 
 logger = logging.getLogger("segmentation.serving")
 
 _RELOAD_CHECK_S = 1.0
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where the served model comes from: a bundle path, or ``registry/name`` at an alias."""
-
-    bundle: str | None = None
-    registry_root: str | None = None
-    name: str | None = None
-    alias: str | None = None
-
-    def resolve(self) -> tuple[Path, dict[str, Any]]:
-        """The bundle directory to load now, and what to report about it (name, version, alias)."""
-        if self.bundle:
-            path = find_bundle(self.bundle)
-            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-            return path, {"name": manifest.get("name"), "version": None, "alias": None, "source": str(path)}
-        registry = LocalRegistry(str(self.registry_root), str(self.name))
-        entry = registry.get(str(self.alias))
-        return entry.bundle_path, {
-            "name": registry.name,
-            "version": entry.tag,
-            "alias": self.alias,
-            "source": str(entry.bundle_path),
-        }
-
-    def aliases_file(self) -> Path | None:
-        """The file whose change may move the alias (None for a fixed bundle)."""
-        if self.bundle:
-            return None
-        return Path(str(self.registry_root)) / str(self.name) / "aliases.json"
 
 
 def describe(model: SegmentationModel, meta: dict[str, Any]) -> dict[str, Any]:

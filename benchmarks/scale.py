@@ -1,0 +1,381 @@
+"""Millions of customers on one small machine: training, scoring and a naive baseline, side by side.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/scale.py                      # 2,000,000 x 120 (about 15 minutes)
+    .venv/bin/python benchmarks/scale.py --rows 200000        # a quick look
+    .venv/bin/python benchmarks/scale.py --skip-autoencoder --skip-baseline
+
+What runs, each in its own fresh process (so every peak RSS belongs to one thing only):
+
+* **data**: ``segment make-data --rows N --features F`` (6 planted segments, seed 0), cached under
+  ``benchmarks/out/scale/`` as Parquet, plus a CSV copy for the baseline.
+* **stages**: the library's stages in order, each wrapped in :func:`segmentation.resources.measure`
+  (wall time, rows/s and the stage's own peak RSS; Linux resets the peak between stages), for PCA +
+  k-means and for the autoencoder + k-means, both with the default k search (k = 3..10).
+* **end to end**: ``segment train --data FILE --out DIR`` as a user runs it (process start, Prefect's
+  temporary API, validation, every stage, metrics, plots, report, bundle, registry, offline W&B run):
+  wall time and peak RSS of the whole process. Then ``segment score`` with the trained bundle on the same
+  file, and the steady-state scoring rate of the library (``scoring.score_file`` in-process) next to the
+  raw ``pyarrow.parquet.read_table`` of the same file (the floor).
+* **baseline**: the naive in-memory way: ``pd.read_csv`` of the whole CSV, ``SimpleImputer(median)`` on
+  every numeric column (one-hot for text), ``KMeans(n_init=10)`` at the k our search chose, float64;
+  the k range would cost that fit once per candidate (8 times), which is reported as an estimate.
+
+Results are printed and written to ``benchmarks/out/scale.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "out"
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 0
+SEGMENTS = 6
+
+
+# ------------------------------------------------------------------------------------------- workers
+def worker_stages(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every training stage in this process, each measured on its own."""
+    import numpy as np
+
+    from segmentation import pipeline
+    from segmentation.config import load_config
+    from segmentation.resources import measure
+
+    config = load_config(overrides=spec["overrides"])
+    path, work = spec["data"], Path(spec["work"])
+    stages: list[dict[str, Any]] = []
+
+    def record(meter: Any) -> None:
+        stages.append({"stage": meter.name, "seconds": meter.seconds, "peak_rss_mib": meter.peak_rss_mib})
+
+    with measure("validate") as meter:
+        table = pipeline.validate_source(path, config.data, source=path, seed=config.seed)
+        meter.rows = table.n_rows
+    record(meter)
+    with measure("preprocess", rows=table.n_rows) as meter:
+        pre, x = pipeline.fit_preprocessing(
+            table, config.preprocess, float32=True, seed=config.seed, out=work / "x.npy"
+        )
+    record(meter)
+    with measure("featurize", rows=table.n_rows) as meter:
+        featurizer, z = pipeline.fit_features(x, config.featurize, seed=config.seed)
+    record(meter)
+    with measure("cluster", rows=table.n_rows) as meter:
+        result = pipeline.fit_segments(
+            z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
+        )
+    record(meter)
+    with measure("evaluate", rows=table.n_rows) as meter:
+        metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
+    record(meter)
+    with measure("bundle + labels", rows=table.n_rows) as meter:
+        model = pipeline.assemble_model(
+            table, pre, featurizer, result, x, metrics, config=config, data_hash="bench", source=path
+        )
+        pipeline.write_run_outputs(work / "run", model, table, result.labels, featurizer)
+    record(meter)
+    with measure("plots + report", rows=table.n_rows) as meter:
+        pipeline.write_insights(
+            work / "run", model, table, result.labels, x, featurizer.history, seed=config.seed
+        )
+    record(meter)
+    return {
+        "stages": stages,
+        "chosen_k": int(result.model.n_clusters_),
+        "output_dim": int(z.shape[1]),
+        "silhouette": metrics["silhouette"],
+        "labels_hash": int(np.asarray(result.labels).sum()),
+    }
+
+
+def worker_baseline(spec: dict[str, Any]) -> dict[str, Any]:
+    """The naive way: the whole CSV in pandas, SimpleImputer, KMeans(n_init=10), float64."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.cluster import KMeans
+    from sklearn.impute import SimpleImputer
+
+    from segmentation.resources import measure
+
+    stages: list[dict[str, Any]] = []
+    with measure("read CSV (pandas)") as meter:
+        frame = pd.read_csv(spec["csv"])
+        meter.rows = len(frame)
+    stages.append({"stage": meter.name, "seconds": meter.seconds, "peak_rss_mib": meter.peak_rss_mib})
+    with measure("impute (SimpleImputer)", rows=len(frame)) as meter:
+        frame = frame.drop(columns=[spec["id_column"]])
+        text = [c for c in frame.columns if frame[c].dtype == object]
+        dates = [c for c in text if c.startswith("last_active")]
+        for column in dates:
+            frame[column] = (pd.Timestamp("2026-01-01") - pd.to_datetime(frame[column])).dt.days
+        frame = pd.get_dummies(frame, columns=[c for c in text if c not in dates], dtype=float)
+        x = SimpleImputer(strategy="median").fit_transform(frame.to_numpy(dtype=np.float64))
+    stages.append({"stage": meter.name, "seconds": meter.seconds, "peak_rss_mib": meter.peak_rss_mib})
+    with measure("KMeans(n_init=10)", rows=len(x)) as meter:
+        KMeans(n_clusters=spec["k"], n_init=10, random_state=SEED).fit(x)
+    stages.append({"stage": meter.name, "seconds": meter.seconds, "peak_rss_mib": meter.peak_rss_mib})
+    return {"stages": stages}
+
+
+def worker_read(spec: dict[str, Any]) -> dict[str, Any]:
+    """Raw Parquet read of the whole file (the floor for anything that reads it), best of three."""
+    import pyarrow.parquet as pq
+
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        pq.read_table(spec["data"])
+        times.append(time.perf_counter() - started)
+    return {"seconds": min(times)}
+
+
+def worker_score(spec: dict[str, Any]) -> dict[str, Any]:
+    """Steady-state scoring through the library, in-process (best of two), after one warm-up run."""
+    from segmentation.bundle import load_bundle
+    from segmentation.scoring import score_file
+
+    model = load_bundle(spec["bundle"])
+    times = []
+    for attempt in range(3):
+        out = Path(spec["work"]) / f"scored-{attempt}.parquet"
+        started = time.perf_counter()
+        summary = score_file(model, spec["data"], out)
+        times.append(time.perf_counter() - started)
+    return {"seconds": min(times[1:]), "rows": int(summary.rows)}
+
+
+WORKERS = {"stages": worker_stages, "baseline": worker_baseline, "read": worker_read, "score": worker_score}
+
+
+# ------------------------------------------------------------------------------------------- driver
+def run_timed(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run a command under ``/usr/bin/time -v`` style accounting (wait4) and return wall and peak RSS."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "seconds": wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "returncode": proc.returncode,
+        "tail": output[-3000:],
+    }
+
+
+def run_worker(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """One worker in a fresh interpreter; its JSON result."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        result = run_timed(
+            [sys.executable, __file__, "--worker", kind, "--spec", json.dumps(spec), "--result", out.name],
+            env=dict(os.environ),
+        )
+        if result["returncode"] != 0:
+            raise RuntimeError(f"worker {kind} failed:\n{result['tail']}")
+        data = json.loads(Path(out.name).read_text())
+    data["process_peak_rss_mib"] = result["peak_rss_mib"]
+    return data
+
+
+def ensure_data(rows: int, features: int) -> tuple[Path, Path]:
+    """The benchmark table (Parquet) and its CSV copy, generated once."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    parquet = OUT / "scale" / f"customers_{rows}x{features}.parquet"
+    csv = parquet.with_suffix(".csv")
+    if not parquet.is_file():
+        parquet.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                str(Path(sys.executable).with_name("segment")),
+                "make-data",
+                "--rows",
+                str(rows),
+                "--features",
+                str(features),
+                "--segments",
+                str(SEGMENTS),
+                "--seed",
+                str(SEED),
+                "--out",
+                str(parquet),
+            ],
+            check=True,
+        )
+    if not csv.is_file():
+        import pandas as pd
+
+        pd.read_parquet(parquet).to_csv(csv, index=False)
+    return parquet, csv
+
+
+def stage_table(result: dict[str, Any]) -> list[list[str]]:
+    """Rows of a per-stage table."""
+    rows = []
+    for stage in result["stages"]:
+        rows.append([stage["stage"], f"{stage['seconds']:.1f}", f"{stage['peak_rss_mib']:,.0f}"])
+    total = sum(s["seconds"] for s in result["stages"])
+    rows.append(["total", f"{total:.1f}", f"{result['process_peak_rss_mib']:,.0f} (process)"])
+    return rows
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write ``benchmarks/out/scale.{json,md}``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--features", type=int, default=120)
+    parser.add_argument("--skip-autoencoder", action="store_true")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--skip-stages", action="store_true", help="only the end-to-end commands")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        Path(args.result).write_text(json.dumps(WORKERS[args.worker](json.loads(args.spec))))
+        return 0
+
+    parquet, csv = ensure_data(args.rows, args.features)
+    segment = str(Path(sys.executable).with_name("segment"))
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "rows": args.rows,
+        "features": args.features,
+    }
+    configs = {"pca": []} if args.skip_autoencoder else {"pca": [], "autoencoder": ["featurize=autoencoder"]}
+    with tempfile.TemporaryDirectory(prefix="scale-bench-", dir=OUT) as tmp:
+        work = Path(tmp)
+        env = dict(os.environ, SEGMENT_HOME=str(work / "home"), WANDB_MODE="offline")
+        for name, overrides in configs.items():
+            if not args.skip_stages:
+                stage_dir = work / f"stages-{name}"
+                stage_dir.mkdir()
+                spec = {"data": str(parquet), "work": str(stage_dir), "overrides": overrides}
+                results[f"stages_{name}"] = run_worker("stages", spec)
+                print(f"stages ({name}):", json.dumps(results[f"stages_{name}"]["stages"]), flush=True)
+            e2e = run_timed(
+                [
+                    segment,
+                    "train",
+                    "--data",
+                    str(parquet),
+                    "--out",
+                    str(work / f"run-{name}"),
+                    *[a for o in overrides for a in ("-S", o)],
+                ],
+                env,
+            )
+            if e2e["returncode"] != 0:
+                raise RuntimeError(f"segment train ({name}) failed:\n{e2e['tail']}")
+            results[f"train_{name}"] = {k: v for k, v in e2e.items() if k != "tail"}
+            print(
+                f"segment train ({name}): {e2e['seconds']:.1f} s, peak {e2e['peak_rss_mib']:,.0f} MiB",
+                flush=True,
+            )
+        bundle = str(work / "run-pca" / "bundle")
+        score = run_timed(
+            [
+                segment,
+                "score",
+                "--bundle",
+                bundle,
+                "--data",
+                str(parquet),
+                "--out",
+                str(work / "scored.parquet"),
+            ],
+            env,
+        )
+        if score["returncode"] != 0:
+            raise RuntimeError(f"segment score failed:\n{score['tail']}")
+        results["score_cli"] = {k: v for k, v in score.items() if k != "tail"}
+        results["score_library"] = run_worker(
+            "score", {"bundle": bundle, "data": str(parquet), "work": str(work)}
+        )
+        results["parquet_read"] = run_worker("read", {"data": str(parquet)})
+        if not args.skip_baseline:
+            chosen = json.loads((work / "run-pca" / "metrics.json").read_text())["k_selection"]["chosen_k"]
+            results["baseline"] = run_worker(
+                "baseline", {"csv": str(csv), "id_column": "customer_id", "k": chosen}
+            )
+    (OUT / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = render(results)
+    (OUT / "scale.md").write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
+def render(results: dict[str, Any]) -> str:
+    """The markdown report."""
+    rows, features = results["rows"], results["features"]
+    parts = [f"#### {rows:,} x {features} on {results['machine']} ({results['date']})", ""]
+    for name in ("pca", "autoencoder"):
+        if f"stages_{name}" in results:
+            parts += [f"Stages, {name} + k-means (k = 3..10):", ""]
+            parts += [
+                md_table(["stage", "seconds", "peak RSS (MiB)"], stage_table(results[f"stages_{name}"])),
+                "",
+            ]
+    train_rows = [
+        [f"`segment train` ({name} + k-means)", f"{r['seconds']:.1f}", f"{r['peak_rss_mib']:,.0f}"]
+        for name in ("pca", "autoencoder")
+        if (r := results.get(f"train_{name}"))
+    ]
+    score = results["score_cli"]
+    train_rows.append(
+        ["`segment score` (all rows)", f"{score['seconds']:.1f}", f"{score['peak_rss_mib']:,.0f}"]
+    )
+    parts += ["End to end (one process each, as a user runs them):", ""]
+    parts += [md_table(["command", "seconds", "peak RSS (MiB)"], train_rows), ""]
+    lib, read = results["score_library"], results["parquet_read"]
+    rate = lib["rows"] / lib["seconds"]
+    parts += [
+        "Scoring, steady state: "
+        f"{rate:,.0f} customers/s ({lib['seconds']:.2f} s for {lib['rows']:,} rows); the raw Parquet "
+        f"read of the same file takes {read['seconds']:.2f} s, so scoring costs "
+        f"{lib['seconds'] / read['seconds']:.1f}x the read.",
+        "",
+    ]
+    if "baseline" in results:
+        base = results["baseline"]
+        parts += [
+            "Naive in-memory baseline (pandas CSV, SimpleImputer, KMeans(n_init=10) at the chosen k):",
+            "",
+        ]
+        parts += [md_table(["step", "seconds", "peak RSS (MiB)"], stage_table(base)), ""]
+        kmeans = next(s for s in base["stages"] if s["stage"].startswith("KMeans"))
+        parts += [
+            f"A k search over 3..10 this way would fit 8 such models: about {8 * kmeans['seconds']:.0f} s "
+            "for the clustering alone (estimate).",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Row-level validation for batch scoring: which rows break the schema, and why.
+
+:func:`segmentation.data.validation.validate_frame` runs pandera over a whole table and reports failures per
+column (about 5 s per million rows x 100 columns). Batch scoring needs something else: it scores the valid
+rows of every chunk and writes the invalid ones to a rejects file, so it must know *which* rows failed, and
+it must keep up with scoring (millions of rows per second). :func:`row_failures` implements the same
+contract as :meth:`TableSchema.to_pandera` (``require_id=False``) with vectorised NumPy checks:
+
+============== ==================================================================================
+kind           a row is rejected when the value
+============== ==================================================================================
+numeric        cannot be read as a number (``coerce_dtype('float64')``), is missing in a non-nullable
+               column (``not_nullable``), lies below/above the column's bounds
+               (``greater_than_or_equal_to(lo)`` / ``less_than_or_equal_to(hi)``), or is infinite
+               (``finite``; pandera lets an unbounded infinity through, serving and scoring do not)
+boolean        is not one of True/False/0/1 (``boolean_values``), or is missing when not nullable
+datetime       cannot be parsed as a date (``coerce_dtype('datetime64[ns]')``), or is missing when not
+               nullable
+categorical    is missing when not nullable; unseen levels are *not* errors (they encode as zeros)
+============== ==================================================================================
+
+A column the schema needs that is absent fails the whole table (:class:`DataValidationError` naming it):
+no row could be scored. Table-level checks of training (unique IDs, a column entirely empty) do not apply
+row by row and are not made here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from segmentation.data.validation import (
+    ColumnSpec,
+    Failure,
+    TableSchema,
+    ValidationReport,
+    parse_dates,
+)
+from segmentation.errors import DataValidationError
+
+REJECT_COLUMNS = ("row", "column", "check", "value")
+"""Columns of the rejects frame :func:`row_failures` returns (one line per failed check of a row)."""
+
+_MAX_FINITE = np.finfo(np.float64).max
+
+
+def missing_columns(columns: Iterable[str], schema: TableSchema) -> list[str]:
+    """Feature columns of ``schema`` that are not among ``columns``, in schema order."""
+    present = set(columns)
+    return [name for name in schema.feature_names if name not in present]
+
+
+def require_columns(columns: Iterable[str], schema: TableSchema, source: str = "<frame>") -> None:
+    """Fail the whole table when a feature column is missing.
+
+    Raises:
+        DataValidationError: one ``missing_required_column`` failure per absent column.
+    """
+    columns = list(columns)
+    missing = missing_columns(columns, schema)
+    if missing:
+        report = ValidationReport(
+            source=source,
+            n_rows=0,
+            n_columns=len(columns),
+            schema_kind=schema.kind,
+            failures=[Failure(column=name, check="missing_required_column", count=1) for name in missing],
+        )
+        raise DataValidationError(report)
+
+
+def _fmt_bound(value: float) -> str:
+    return repr(float(value))
+
+
+def _numeric_values(series: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """The column as float64 (NaN for missing) and, for text columns, the mask of non-numeric values."""
+    if pd.api.types.is_float_dtype(series.dtype) or pd.api.types.is_integer_dtype(series.dtype):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan), None
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan), None
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    uncoercible = np.isnan(values) & series.notna().to_numpy()
+    return values, (uncoercible if uncoercible.any() else None)
+
+
+def _numeric_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, np.ndarray]]:
+    values, uncoercible = _numeric_values(series)
+    lo = -_MAX_FINITE if spec.min_value is None else spec.min_value
+    hi = _MAX_FINITE if spec.max_value is None else spec.max_value
+    # Fast path: one pass finds rows that are fine on every count (NaN and infinities compare False).
+    ok = (values >= lo) & (values <= hi)
+    if ok.all():
+        return []
+    missing = np.isnan(values)
+    if spec.nullable and uncoercible is None and (ok | missing).all():
+        return []  # only missing values, which the preprocessor imputes
+    if uncoercible is not None:
+        missing &= ~uncoercible
+    out: list[tuple[str, np.ndarray]] = []
+    if uncoercible is not None:
+        out.append(("coerce_dtype('float64')", uncoercible))
+    if not spec.nullable:
+        out.append(("not_nullable", missing))
+    if spec.min_value is not None:
+        out.append((f"greater_than_or_equal_to({_fmt_bound(spec.min_value)})", values < spec.min_value))
+    if spec.max_value is not None:
+        out.append((f"less_than_or_equal_to({_fmt_bound(spec.max_value)})", values > spec.max_value))
+    out.append(("finite", np.isinf(values)))
+    return out
+
+
+def boolean_values(series: pd.Series) -> pd.Series:
+    """A boolean column as float (1.0, 0.0, NaN for missing or not boolean-like).
+
+    Accepts what pandera's ``boolean_values`` check accepts (True/False/0/1) plus their text forms
+    (``true``, ``False``, ``0``, ``1.0`` ...), which is how a CSV chunk with one bad cell arrives.
+    """
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype("float64")
+    numeric = series.map(_BOOLEAN_TEXT.get, na_action="ignore") if _is_text(series) else series
+    out = pd.to_numeric(numeric, errors="coerce").astype("float64")
+    return out.where(out.isin((0.0, 1.0)))
+
+
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
+
+
+_BOOLEAN_TEXT: dict[object, float] = {
+    **dict.fromkeys(("true", "True", "TRUE", "1", "1.0", True, 1, 1.0), 1.0),
+    **dict.fromkeys(("false", "False", "FALSE", "0", "0.0", False, 0, 0.0), 0.0),
+}
+
+
+def _boolean_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, np.ndarray]]:
+    missing = series.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(series.dtype):
+        bad = np.zeros(len(series), dtype=bool)
+    else:
+        bad = boolean_values(series).isna().to_numpy() & ~missing
+    out = [("boolean_values", bad)]
+    if not spec.nullable:
+        out.append(("not_nullable", missing))
+    return out
+
+
+def _datetime_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, np.ndarray]]:
+    missing = series.isna().to_numpy()
+    out: list[tuple[str, np.ndarray]] = []
+    if not pd.api.types.is_datetime64_any_dtype(series.dtype):
+        out.append(("coerce_dtype('datetime64[ns]')", parse_dates(series).isna().to_numpy() & ~missing))
+    if not spec.nullable:
+        out.append(("not_nullable", missing))
+    return out
+
+
+def _categorical_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, np.ndarray]]:
+    if spec.nullable:
+        return []
+    return [("not_nullable", series.isna().to_numpy())]
+
+
+_CHECKS = {
+    "numeric": _numeric_checks,
+    "boolean": _boolean_checks,
+    "datetime": _datetime_checks,
+    "categorical": _categorical_checks,
+}
+
+
+def _as_text(values: np.ndarray) -> np.ndarray:
+    return np.array(["" if v is None or v is pd.NA else str(v) for v in values], dtype=object)
+
+
+def row_failures(
+    frame: pd.DataFrame, schema: TableSchema, *, source: str = "<frame>"
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Which rows of ``frame`` satisfy ``schema``, and every failed check of the others.
+
+    Args:
+        frame: rows to check; its index names the rows in the rejects (chunks carry global row numbers).
+        schema: the model's input contract; only feature columns are checked (the ID column is optional).
+        source: the table's name for the error raised when columns are missing.
+
+    Returns:
+        ``(valid, rejects)``: a boolean mask over the rows of ``frame``, and a frame with one line per
+        failed check: ``row`` (the index label), ``column``, ``check`` (pandera's check names, plus
+        ``finite``) and ``value`` (the offending value as text; empty for a missing value).
+
+    Raises:
+        DataValidationError: a feature column is missing (the report names every missing column).
+    """
+    require_columns(frame.columns, schema, source)
+    valid = np.ones(len(frame), dtype=bool)
+    parts: list[pd.DataFrame] = []
+    index = frame.index.to_numpy()
+    for spec in schema.columns:
+        series = frame[spec.name]
+        for check, mask in _CHECKS[spec.kind](spec, series):
+            positions = np.flatnonzero(mask)
+            if not len(positions):
+                continue
+            valid[positions] = False
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "row": index[positions].astype(np.int64),
+                        "column": spec.name,
+                        "check": check,
+                        "value": _as_text(series.to_numpy()[positions]),
+                    }
+                )
+            )
+    if not parts:
+        return valid, empty_rejects()
+    rejects = pd.concat(parts, ignore_index=True).sort_values(["row", "column", "check"], kind="stable")
+    return valid, rejects.reset_index(drop=True)
+
+
+def empty_rejects() -> pd.DataFrame:
+    """A rejects frame with no lines (the columns and dtypes :func:`row_failures` returns)."""
+    return pd.DataFrame(
+        {
+            "row": np.empty(0, dtype=np.int64),
+            "column": np.empty(0, dtype=object),
+            "check": np.empty(0, dtype=object),
+            "value": np.empty(0, dtype=object),
+        }
+    )
+
+
+__all__ = [
+    "REJECT_COLUMNS",
+    "boolean_values",
+    "empty_rejects",
+    "missing_columns",
+    "require_columns",
+    "row_failures",
+]

@@ -1,0 +1,131 @@
+"""Out-of-core training: a table read in chunks gives what the same table in memory gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentation import pipeline
+from segmentation.clustering import fit_clusterer
+from segmentation.config import load_config
+from segmentation.data.chunks import iter_chunks, take_rows
+from segmentation.data.io import write_table
+from segmentation.data.synthetic import make_customers
+from segmentation.data.validation import infer_schema
+from segmentation.errors import DataValidationError
+
+
+@pytest.fixture(scope="module")
+def customers(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    table, _ = make_customers(6000, 14, 4, seed=3)
+    path = tmp_path_factory.mktemp("ooc") / "customers.parquet"
+    table.to_parquet(path, index=False, row_group_size=1000)  # six row groups
+    return table, path
+
+
+def test_chunks_carry_global_row_numbers_and_take_picks_by_position(
+    customers: tuple[pd.DataFrame, Path],
+) -> None:
+    frame, path = customers
+    chunks = list(iter_chunks(path, chunk_rows=700))
+    assert sum(len(c) for c in chunks) == len(frame)
+    assert pd.concat(chunks).index.tolist() == list(range(len(frame)))
+    rows = np.array([0, 999, 1000, 4321, 5999])
+    picked = take_rows(path, rows)
+    assert picked.index.tolist() == rows.tolist()
+    assert picked["customer_id"].tolist() == frame["customer_id"].iloc[rows].tolist()
+
+
+def test_streamed_schema_and_matrix_equal_the_in_memory_ones(
+    customers: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    frame, path = customers
+    config = load_config(overrides=["preprocess.fit_sample=2000"])
+    in_memory = pipeline.validate_table(frame, config.data, source="t", seed=0)
+    streamed = pipeline.validate_source(str(path), config.data, source="t", seed=0, chunk_rows=900)
+    # Bounds, categories and the reference date come from every row, not from the first chunk.
+    assert streamed.schema == in_memory.schema
+    assert streamed.n_rows == len(frame)
+    assert pipeline.customer_ids(streamed).tolist() == frame["customer_id"].tolist()
+    pre_a, x_a = pipeline.fit_preprocessing(in_memory, config.preprocess, float32=True, seed=0)
+    pre_b, x_b = pipeline.fit_preprocessing(
+        streamed, config.preprocess, float32=True, seed=0, out=tmp_path / "x.npy", chunk_rows=777
+    )
+    assert isinstance(x_b, np.memmap)
+    np.testing.assert_array_equal(pre_a.center_, pre_b.center_)
+    np.testing.assert_allclose(x_a, x_b, rtol=0, atol=1e-6)
+
+
+def test_schema_scan_over_chunks_matches_one_pass(customers: tuple[pd.DataFrame, Path]) -> None:
+    from segmentation.data.validation import SchemaScan
+
+    frame, _ = customers
+    # A column negative only in the last chunk, and a level that is rare early: the whole table decides.
+    frame = frame.copy()
+    frame.loc[len(frame) - 1, "amount_00"] = -5.0
+    scan = SchemaScan("customer_id", expected_rows=len(frame))
+    for start in range(0, len(frame), 1000):
+        scan.update(frame.iloc[start : start + 1000])
+    whole = infer_schema(frame, "customer_id")
+    assert scan.schema().column("amount_00").min_value is None
+    assert {c.name: (c.kind, c.min_value, c.max_value) for c in scan.schema().columns} == {
+        c.name: (c.kind, c.min_value, c.max_value) for c in whole.columns
+    }
+
+
+def test_failures_are_counted_over_every_chunk_like_whole_table_validation(
+    customers: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    frame, _ = customers
+    config = load_config()
+    schema_source = pipeline.validate_table(frame, config.data, source="t").schema
+    bad = frame.copy()
+    bad["amount_01"] = bad["amount_01"].astype(str)  # numbers as text, as CSV exports often have
+    bad.loc[[10, 2500, 5000], "amount_01"] = "n/a"  # not a number, in three different chunks
+    bad.loc[[3, 4200], "customer_id"] = bad.loc[
+        [4100, 10], "customer_id"
+    ].to_numpy()  # duplicates across chunks
+    bad["flag_00"] = np.where(np.arange(len(bad)) < 1000, np.nan, bad["flag_00"].astype(float))
+    path = tmp_path / "bad.parquet"
+    bad.to_parquet(path, index=False, row_group_size=1000)
+    with pytest.raises(DataValidationError) as streamed:
+        pipeline.validate_source(
+            str(path), config.data.model_copy(update={"schema_kind": "inferred"}), source="b"
+        )
+    found = {(f.column, f.check): f.count for f in streamed.value.report.failures}
+    assert found[("customer_id", "unique")] == 4
+    assert found[("amount_01", "coerce_dtype('float64')")] == 3
+    # flag_00 is empty only in the first chunk: not an "entirely empty" column.
+    assert not any(column == "flag_00" for column, _ in found)
+    assert schema_source.column("amount_01").kind == "numeric"
+
+
+def test_csv_is_staged_as_parquet_once(customers: tuple[pd.DataFrame, Path], tmp_path: Path) -> None:
+    frame, _ = customers
+    csv = tmp_path / "customers.csv"
+    write_table(frame, csv)
+    staged = tmp_path / "stage" / "table.parquet"
+    table = pipeline.validate_source(str(csv), load_config().data, source=str(csv), staged=staged)
+    assert table.path == str(staged)
+    assert staged.is_file()
+    assert table.n_rows == len(frame)
+
+
+def test_k_search_on_a_sample_then_refined_on_all_rows() -> None:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 6, (4, 5))
+    truth = rng.integers(0, 4, 20_000)
+    z = (centers[truth] + rng.normal(0, 1, (20_000, 5))).astype(np.float32)
+    config = load_config(overrides=["cluster.fit_sample=2000", "cluster.search.k_max=6"]).cluster
+    result = fit_clusterer(z, z, config, seed=0, silhouette_sample=1000)
+    assert result.model.n_clusters_ == 4
+    assert sorted(result.k_scores) == [3, 4, 5, 6]
+    assert len(result.labels) == len(z)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, result.labels) > 0.99
+    # The labels are the refined model's own predictions on every row (what a saved bundle reproduces).
+    np.testing.assert_array_equal(result.model.predict(z), result.labels)

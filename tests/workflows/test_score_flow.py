@@ -1,0 +1,82 @@
+"""The score-customers flow on a real temporary Prefect API: threads, and a local Dask cluster (2 workers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from segmentation.bundle import load_bundle, save_bundle
+from segmentation.config import SegmentConfig
+from segmentation.data.synthetic import make_customers
+from segmentation.pipeline import fit_model
+from segmentation.registry import ModelSource
+from segmentation.scoring import score_table
+from workflows.score import run_scoring
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    table, _ = make_customers(3000, 10, 4, seed=5)
+    config = SegmentConfig.model_validate(
+        {
+            "seed": 7,
+            "model_name": "test-model",
+            "featurize": {"kind": "pca", "n_components": 5},
+            "cluster": {"kind": "kmeans", "n_clusters": 4, "n_init": 2},
+            "evaluate": {"silhouette_sample": 500, "agreement_sample": 2000},
+        }
+    )
+    model, _ = fit_model(table, config, source="test", data_hash="abc")
+    return save_bundle(model, tmp_path_factory.mktemp("bundle") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20,000 customers in 2,000-row row groups (10 chunks), three of them invalid."""
+    table, _ = make_customers(20_000, 10, 4, seed=21)
+    table.loc[[5, 12_345], "amount_00"] = -1.0
+    table.loc[19_999, "freq_00"] = 3.0
+    path = tmp_path_factory.mktemp("data") / "customers.parquet"
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path, row_group_size=2000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def single_process(bundle: Path, data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference: the library scoring the table in one process, one thread."""
+    out = tmp_path_factory.mktemp("reference") / "scores.parquet"
+    score_table(load_bundle(bundle), data, out, chunk_rows=2000, threads=1)
+    return out
+
+
+def _same_output(out: Path, reference: Path) -> None:
+    assert out.read_bytes() == reference.read_bytes()
+    rejects, expected = (p.with_name(f"{p.stem}.rejects.parquet") for p in (out, reference))
+    pd.testing.assert_frame_equal(pd.read_parquet(rejects), pd.read_parquet(expected))
+
+
+def test_flow_on_threads_equals_single_process(
+    bundle: Path, data: Path, single_process: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.parquet"
+    summary = run_scoring(ModelSource(bundle=str(bundle)), data, out, chunk_rows=2000)
+    assert (summary.rows, summary.scored, summary.rejected, summary.chunks) == (20_000, 19_997, 3, 10)
+    _same_output(out, single_process)
+    again = run_scoring(ModelSource(bundle=str(bundle)), data, out, chunk_rows=2000)
+    assert again.skipped
+
+
+def test_flow_on_a_local_dask_cluster_with_two_workers_equals_single_process(
+    bundle: Path, data: Path, single_process: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.parquet"
+    summary = run_scoring(ModelSource(bundle=str(bundle)), data, out, chunk_rows=2000, dask_workers=2)
+    assert (summary.rows, summary.scored, summary.rejected) == (20_000, 19_997, 3)
+    _same_output(out, single_process)
+    assert sorted(pd.read_parquet(out.with_name("scores.rejects.parquet"))["row"]) == [5, 12_345, 19_999]
