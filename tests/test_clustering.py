@@ -305,3 +305,24 @@ def test_sampled_silhouette_none_for_single_cluster() -> None:
     x = np.random.default_rng(0).normal(size=(50, 2))
     assert sampled_silhouette(x, np.zeros(50, int), 100, 0) is None
     assert sampled_silhouette(x, np.full(50, NOISE), 100, 0) is None
+
+
+def test_shared_distance_silhouettes_equal_one_at_a_time() -> None:
+    from segmentation.clustering import sampled_silhouettes
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 6)).astype(np.float32)
+    x[:1000] += 3.0
+    labelings = [np.r_[np.zeros(1000, int), rng.integers(1, k, 2000)] for k in (2, 3, 5)]
+    labelings.append(np.r_[np.zeros(2999, int), [1]])  # a singleton cluster
+    labelings.append(np.where(rng.random(3000) < 0.1, NOISE, labelings[1]))  # noise: scored on its own rows
+    labelings.append(np.zeros(3000, int))  # one cluster: no silhouette
+    shared = sampled_silhouettes(x, labelings, 3000, 4)
+    single = [sampled_silhouette(x, labels, 3000, 4) for labels in labelings]
+    assert shared[-1] is None
+    assert single[-1] is None
+    assert shared[:-1] == pytest.approx(single[:-1], rel=1e-5)
+    sampled = sampled_silhouettes(x, labelings[:3], 800, 9)
+    assert sampled == pytest.approx(
+        [sampled_silhouette(x, labels, 800, 9) for labels in labelings[:3]], rel=1e-5
+    )

@@ -14,6 +14,7 @@ from segmentation import drift
 from segmentation.bundle import SegmentationModel, load_bundle, save_bundle
 from segmentation.cli import EXIT_DRIFT, main
 from segmentation.config import DriftConfig, load_config
+from segmentation.data.chunks import sample_positions
 from segmentation.data.io import write_table
 from segmentation.data.synthetic import make_customers
 from segmentation.errors import BundleError, DataValidationError
@@ -128,14 +129,14 @@ def test_reference_describes_the_training_data(world: dict) -> None:
 
 def test_reference_sample_is_seeded_and_bounded(world: dict) -> None:
     pre, labels, frame = world["model"].preprocessor, world["labels"], world["train"]
-    rows = drift.reference_rows(len(frame), 1000, seed=1)
+    rows = sample_positions(len(frame), 1000, seed=1)
     assert len(rows) == 1000
     assert (np.diff(rows) > 0).all()
-    assert (drift.reference_rows(len(frame), 1000, seed=1) == rows).all()
-    assert drift.reference_rows(50, 1000).tolist() == list(range(50))
+    assert (sample_positions(len(frame), 1000, seed=1) == rows).all()
+    assert sample_positions(50, 1000, seed=0).tolist() == list(range(50))
     a = drift.build_reference(frame.iloc[rows], pre, labels, bins=5)
     b = drift.build_reference(frame.iloc[rows], pre, labels, bins=5)
-    c = drift.build_reference(frame.iloc[drift.reference_rows(len(frame), 1000, seed=2)], pre, labels, bins=5)
+    c = drift.build_reference(frame.iloc[sample_positions(len(frame), 1000, seed=2)], pre, labels, bins=5)
     assert a == b
     assert a != c
     assert (a["rows"], a["training_rows"], a["segments"]["rows"]) == (1000, ROWS, ROWS)

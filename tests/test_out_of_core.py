@@ -129,3 +129,36 @@ def test_k_search_on_a_sample_then_refined_on_all_rows() -> None:
     assert adjusted_rand_score(truth, result.labels) > 0.99
     # The labels are the refined model's own predictions on every row (what a saved bundle reproduces).
     np.testing.assert_array_equal(result.model.predict(z), result.labels)
+
+
+def test_streamed_lloyd_matches_scikit_learn_kmeans_from_the_same_start() -> None:
+    from sklearn.cluster import KMeans
+
+    from segmentation.clustering import lloyd_refine
+
+    rng = np.random.default_rng(1)
+    z = np.vstack([rng.normal(c, 1.0, (3000, 3)) for c in (0.0, 4.0, 9.0)]).astype(np.float32)
+    start = z[[0, 3000, 6000]] + 1.5
+    centers, labels, iterations = lloyd_refine(z, start, chunk_rows=1000)
+    reference = KMeans(3, init=start, n_init=1).fit(z)
+    np.testing.assert_allclose(centers, reference.cluster_centers_, atol=1e-4)
+    np.testing.assert_array_equal(labels, reference.labels_)
+    assert 1 <= iterations < 300
+
+
+def test_hdbscan_fits_a_configured_sample_assigns_the_rest_and_reports_the_agreement() -> None:
+    frame, _ = make_customers(5000, 10, 3, seed=5, separation=6.0)
+    config = load_config(
+        overrides=[
+            "cluster=hdbscan",
+            "cluster.max_fit_rows=1500",
+            "cluster.min_cluster_size=50",
+            "evaluate.stability_resamples=0",
+        ]
+    )
+    model, result = pipeline.fit_model(frame, config)
+    sample = model.manifest["metrics"]["clusterer_sample"]
+    assert sample["fit_rows"] == 1500
+    assert sample["rows"] == len(frame) == len(result.labels)
+    assert 0.9 <= sample["sample_agreement"] <= 1.0
+    assert result.model.n_clusters_ >= 2

@@ -156,9 +156,15 @@ def _broken_csv(customers: pd.DataFrame, path: Path) -> dict[int, set[tuple[str,
     return {row: {(column, check)} for row, (column, _, check) in breaks.items()}
 
 
+@pytest.mark.parametrize("block_rows", [16_384, 300])
 def test_invalid_rows_go_to_rejects_with_reasons_and_valid_rows_are_scored(
-    model: SegmentationModel, customers: pd.DataFrame, tmp_path: Path
+    model: SegmentationModel,
+    customers: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    block_rows: int,
 ) -> None:
+    monkeypatch.setattr(scoring, "MODEL_BLOCK_ROWS", block_rows)  # 300: blocks with and without bad rows
     data = tmp_path / "broken.csv"
     expected = _broken_csv(customers, data)
     out = tmp_path / "scores.parquet"

@@ -93,6 +93,7 @@ def load_validate(path: str, config: SegmentConfig, cache_key: str) -> StageRef:
             source=path,
             seed=config.seed,
             staged=stage_array_path(stage_root(), cache_key, "table").with_suffix(".parquet"),
+            sample_size=config.preprocess.fit_sample,
         )
         meter.rows = table.n_rows
         return save_stage(stage_root(), cache_key, table)

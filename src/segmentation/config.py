@@ -227,7 +227,7 @@ class EvaluateConfig(Strict):
         20_000, ge=100, description="Rows (sampled once) that the stability refits draw from."
     )
     metrics_sample: int = Field(
-        500_000,
+        200_000,
         ge=1000,
         description="Rows (seeded sample) for Davies-Bouldin and Calinski-Harabasz on larger tables; "
         "segment sizes and shares always count every row.",

@@ -152,13 +152,6 @@ def _shares(counts: np.ndarray) -> list[float]:
     return [float(c / total) if total else 0.0 for c in counts]
 
 
-def reference_rows(n_rows: int, sample: int, seed: int = 0) -> np.ndarray:
-    """Sorted positions of a seeded sample of at most ``sample`` of ``n_rows`` rows (all when fewer)."""
-    if n_rows <= sample:
-        return np.arange(n_rows)
-    return np.sort(np.random.default_rng(seed).choice(n_rows, sample, replace=False))
-
-
 def build_reference(
     part: pd.DataFrame,
     preprocessor: Preprocessor,
@@ -170,8 +163,8 @@ def build_reference(
 
     Args:
         part: validated training rows that set the bin edges and feature shares: all of them, or a
-            seeded sample (:func:`reference_rows`; ``drift.reference_sample`` rows, 100,000 by default,
-            pin every share down to about +-0.002).
+            seeded sample (:func:`segmentation.data.chunks.sample_positions`; ``drift.reference_sample``
+            rows, 100,000 by default, pin every share down to about +-0.002).
         preprocessor: the fitted preprocessor (its schema names the features and their kinds; its
             ``raw_column`` gives numeric, boolean and date columns in original units).
         labels: the training segment of every training row (-1 is noise), for the segment shares.
@@ -641,7 +634,6 @@ __all__ = [
     "plot_drift",
     "psi",
     "quantile_edges",
-    "reference_rows",
     "status_of",
     "write_report",
 ]

@@ -18,7 +18,7 @@ def evaluate_segments(
     silhouette_sample: int = 10_000,
     seed: int = 0,
     known_silhouette: float | None = None,
-    metrics_sample: int = 500_000,
+    metrics_sample: int = 200_000,
 ) -> dict[str, Any]:
     """Compute the metrics written to ``metrics.json``.
 

@@ -32,7 +32,7 @@ from segmentation.bundle import (
     save_bundle,
     segment_summary,
 )
-from segmentation.clustering import NOISE, ClusterResult, fit_clusterer
+from segmentation.clustering import NOISE, ClusterResult, HDBSCANClusterer, fit_clusterer
 from segmentation.config import (
     ClusterConfig,
     DataConfig,
@@ -47,6 +47,7 @@ from segmentation.data.chunks import (
     iter_chunks,
     map_chunks,
     read_columns,
+    sample_positions,
     table_format,
     table_info,
     take_rows,
@@ -121,6 +122,8 @@ def stage_keys(data_hash: str, config: SegmentConfig, align_digest: str | None =
         digest.update(f"seed={config.seed}".encode())
         for section in _STAGE_SECTIONS[stage]:
             digest.update(config.section_json(section).encode())
+        if stage == "load":  # the load stage keeps the preprocessing sample of the validated rows
+            digest.update(f"sample={config.preprocess.fit_sample}".encode())
         digest.update(code_fingerprint(*_STAGE_CODE[stage]).encode())
         if stage == "cluster" and align_digest:
             digest.update(f"align={align_digest}".encode())
@@ -144,6 +147,7 @@ class ValidatedTable:
     path: str | None = None
     n_rows: int = 0
     ids: np.ndarray | None = None  # file-backed tables: the ID column, read once during validation
+    sample: pd.DataFrame | None = None  # file-backed tables: seeded rows kept in memory, indexed by position
 
     def __post_init__(self) -> None:
         if (self.frame is None) == (self.path is None):
@@ -170,10 +174,16 @@ class ValidatedTable:
         return self.frame[columns].reset_index(drop=True)
 
     def take(self, rows: np.ndarray) -> pd.DataFrame:
-        """The rows at these sorted positions."""
+        """The rows at these sorted positions, indexed by position.
+
+        A file-backed table answers from its in-memory ``sample`` when it holds every requested row (the
+        preprocessing, agreement and drift-reference samples are the same seeded draw), else reads them.
+        """
         if self.frame is None:
+            if self.sample is not None and len(rows) and np.isin(rows, self.sample.index).all():
+                return self.sample.loc[rows]
             return take_rows(str(self.path), rows)
-        return self.frame.iloc[rows]
+        return self.frame.iloc[rows].set_axis(pd.Index(rows))
 
 
 def validate_table(frame: pd.DataFrame, config: DataConfig, *, source: str, seed: int = 0) -> ValidatedTable:
@@ -294,6 +304,7 @@ def validate_source(
     seed: int = 0,
     staged: Path | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    sample_size: int = 0,
 ) -> ValidatedTable:
     """Validate a table file chunk by chunk; the result reads its rows from the file, never all at once.
 
@@ -301,7 +312,9 @@ def validate_source(
     :func:`validate_table`, from every row) and reads the ID column; the second validates every chunk
     against it with the same pandera checks. Checks that span chunks (unique IDs, columns without any
     value) are made over the whole table. CSV and remote tables are first copied to a local Parquet
-    file (``staged``), which later stages read by column and by row group.
+    file (``staged``), which later stages read by column and by row group. The validation pass also keeps
+    a seeded sample of ``sample_size`` rows in memory (the rows preprocessing is fitted on), so later
+    stages do not read the file again for it.
 
     Raises:
         DataValidationError: with a report naming every failing column and check (counts over all rows).
@@ -388,6 +401,8 @@ def validate_source(
                     Failure(column=schema.id_column, check="unique", count=len(duplicated), examples=examples)
                 )
     present = dict.fromkeys(schema.feature_names, 0)
+    sample_rows = sample_positions(n_rows, sample_size, seed) if sample_size else np.empty(0, np.int64)
+    sample_parts: list[pd.DataFrame] = []
     for chunk in tqdm(
         iter_chunks(path, chunk_rows=chunk_rows),
         desc="validate",
@@ -396,6 +411,9 @@ def validate_source(
         leave=False,
     ):
         failures.extend(_chunk_failures(chunk, schema, source))
+        picked = sample_rows[(sample_rows >= chunk.index[0]) & (sample_rows <= chunk.index[-1])]
+        if len(picked):
+            sample_parts.append(chunk.loc[picked])
         for name in present:
             if name in chunk.columns:
                 present[name] += int(chunk[name].notna().sum())
@@ -418,7 +436,8 @@ def validate_source(
         logger.warning(
             "ignored columns (constant, free text or dropped): %s", ", ".join(schema.ignored_columns)
         )
-    return ValidatedTable(schema=schema, report=report, path=path, n_rows=n_rows, ids=ids)
+    sample = pd.concat(sample_parts) if sample_parts else None
+    return ValidatedTable(schema=schema, report=report, path=path, n_rows=n_rows, ids=ids, sample=sample)
 
 
 def customer_ids(table: ValidatedTable) -> pd.Series:
@@ -450,9 +469,7 @@ def fit_preprocessing(
     started = time.perf_counter()
     pre = Preprocessor(table.schema, config, float32=float32, seed=seed)
     n = table.n_rows
-    rows = np.arange(n)
-    if n > config.fit_sample:  # the same sample Preprocessor.fit draws from a whole table
-        rows = np.sort(np.random.default_rng(seed).choice(n, config.fit_sample, replace=False))
+    rows = sample_positions(n, config.fit_sample, seed)  # the same rows Preprocessor.fit draws from a table
     pre.fit(table.frame if table.frame is not None and len(rows) == n else table.take(rows))
     fitted = time.perf_counter()
     shape = (n, len(pre.feature_names_out_))
@@ -597,7 +614,7 @@ def evaluate(
         )
     if result.alignment:
         metrics["alignment"] = result.alignment
-    if hasattr(result.model, "sample_agreement_"):
+    if isinstance(result.model, HDBSCANClusterer) and hasattr(result.model, "sample_agreement_"):
         # Fitted on a sample, the rest assigned: how well the assignment rule reproduces the fit.
         metrics["clusterer_sample"] = {
             "fit_rows": int(result.model.fit_rows_),
@@ -657,21 +674,16 @@ def assemble_model(
             },
             "config": config.model_dump(mode="json"),
         },
-        reference=drift.build_reference(  # training distributions for drift monitoring
-            table.take(drift.reference_rows(table.n_rows, config.drift.reference_sample, config.seed)),
-            pre,
-            result.labels,
-            bins=config.drift.bins,
-        ),
     )
-    rng = np.random.default_rng(config.seed)
     n = table.n_rows
-    idx = (
-        np.sort(rng.choice(n, config.evaluate.agreement_sample, replace=False))
-        if n > config.evaluate.agreement_sample
-        else np.arange(n)
+    idx = sample_positions(n, config.evaluate.agreement_sample, config.seed)
+    reference_idx = sample_positions(n, config.drift.reference_sample, config.seed)
+    # Both samples are seeded draws of the same rows (identical at the default sizes): read them once.
+    rows = table.take(np.union1d(idx, reference_idx))
+    model.reference = drift.build_reference(  # training distributions for drift monitoring
+        rows.loc[reference_idx], pre, result.labels, bins=config.drift.bins
     )
-    predicted = model.predict(table.take(idx), validate=False)
+    predicted = model.predict(rows.loc[idx], validate=False)
     metrics = {
         **metrics,
         "assignment_agreement": float((predicted == result.labels[idx]).mean()),

@@ -227,9 +227,10 @@ class Preprocessor:
         for start in range(0, len(frame), chunk_rows):
             part = frame.iloc[start : start + chunk_rows]
             # Column by column, in place, while the column is in cache: one contiguous row per column of a
-            # (columns x rows) array. The same float64 operations in the same order as the row-major
-            # formulation (impute, clip, unskew, centre, scale), so the output is bit-for-bit the same.
-            rows = np.empty((n_dense, len(part)), dtype=np.float64)
+            # (columns x rows) array: impute, clip, unskew, centre, scale. With float32 output the work is
+            # done in float32 too: NumPy's float32 log1p/expm1 are vectorised, six times faster than
+            # float64 here, and training and scoring share this code, so they agree exactly.
+            rows = np.empty((n_dense, len(part)), dtype=dtype)
             for j, name in enumerate(self._dense_columns):
                 row = rows[j]
                 self._raw_into(part, name, row)

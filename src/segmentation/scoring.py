@@ -299,17 +299,50 @@ chunk, and one column of a block fits in cache: about 1.5x less CPU per chunk th
 A row's result does not depend on the block size (tested bit for bit against whole-table prediction)."""
 
 
-def _assign(model: SegmentationModel, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Segment and confidence of every row of an already validated frame, block by block."""
-    labels = np.empty(len(frame), dtype=np.int64)
-    confidence = np.empty(len(frame), dtype=np.float32)
+def _assign(
+    model: SegmentationModel, frame: pd.DataFrame, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment and confidence of the valid rows of ``frame``, block by block.
+
+    Only a block that holds invalid rows is filtered (a copy of that block), never the whole chunk.
+    """
+    n_valid = int(valid.sum())
+    labels = np.empty(n_valid, dtype=np.int64)
+    confidence = np.empty(n_valid, dtype=np.float32)
+    done = 0
     for lo in range(0, len(frame), MODEL_BLOCK_ROWS):
         block = frame.iloc[lo : lo + MODEL_BLOCK_ROWS]
+        keep = valid[lo : lo + MODEL_BLOCK_ROWS]
+        if not keep.all():
+            block = block.iloc[np.flatnonzero(keep)]
+        if not len(block):
+            continue
+        block = _booleans_as_numbers(model, block)
         _, z = model.transform(block)
         block_labels, block_confidence, _ = model.clusterer.predict_details(z)
-        labels[lo : lo + len(block)] = block_labels
-        confidence[lo : lo + len(block)] = block_confidence
+        labels[done : done + len(block)] = block_labels
+        confidence[done : done + len(block)] = block_confidence
+        done += len(block)
     return labels, confidence
+
+
+def _booleans_as_numbers(model: SegmentationModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """Boolean columns that arrive as text ("True", "0": CSV) as numbers, which the preprocessor reads."""
+    text = {
+        spec.name: boolean_values(frame[spec.name])
+        for spec in model.schema.columns
+        if spec.kind == "boolean" and not pd.api.types.is_bool_dtype(frame[spec.name].dtype)
+    }
+    return frame.assign(**text) if text else frame
+
+
+def _segment_codes(model: SegmentationModel, labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Codes into the list of segment names; noise (-1, unless it has a name) gets the extra last name."""
+    names = model.segment_names
+    ids = np.asarray(sorted(names), dtype=np.int64)
+    lookup = np.full(int(max(ids.max(initial=0), labels.max(initial=0))) + 2, len(ids), dtype=np.int32)
+    lookup[ids + 1] = np.arange(len(ids), dtype=np.int32)  # IDs >= -1; shifted by one
+    return lookup[labels + 1], [*(names[int(i)] for i in ids), NOISE_NAME]
 
 
 def score_frame(
@@ -337,28 +370,15 @@ def score_frame(
     valid, rejects = row_failures(frame, model.schema)
     rows = frame.index.to_numpy().astype(np.int64, copy=False)
     all_valid = bool(valid.all())
-    good = frame if all_valid else frame.iloc[np.flatnonzero(valid)]
-    text_booleans = {
-        spec.name: boolean_values(good[spec.name])
-        for spec in model.schema.columns
-        if spec.kind == "boolean" and not pd.api.types.is_bool_dtype(good[spec.name].dtype)
-    }
-    if text_booleans:  # "True"/"0" text from CSV: as numbers, which the preprocessor reads
-        good = good.assign(**text_booleans)
-    labels, confidence = _assign(model, good)
-    names = model.segment_names
-    segment_ids = sorted(names)
-    # Codes into the sorted segment IDs; noise (-1, unless it has a name) gets the extra last name.
-    id_array = np.asarray(segment_ids, dtype=np.int64)
-    codes = np.minimum(np.searchsorted(id_array, labels), len(id_array) - 1)
-    codes = np.where(id_array[codes] == labels, codes, len(id_array))
+    labels, confidence = _assign(model, frame, valid)
+    codes, segment_names = _segment_codes(model, labels)
     columns: dict[str, pa.Array] = {}
     if ids is not None and id_column:
         columns[id_column] = ids if all_valid else ids.filter(pa.array(valid))
     else:
         columns[ROW_COLUMN] = pa.array(rows if all_valid else rows[valid], type=pa.int64())
     columns["segment"] = pa.array(labels.astype(np.int32, copy=False), type=pa.int32())
-    columns["segment_name"] = _text_column(codes, [*(names[s] for s in segment_ids), NOISE_NAME])
+    columns["segment_name"] = _text_column(codes, segment_names)
     columns["confidence"] = pa.array(np.asarray(confidence, dtype=np.float32), type=pa.float32())
     columns["model_version"] = _text_column(np.zeros(len(labels), dtype=np.int32), [model_version])
     scored = pa.table(columns)

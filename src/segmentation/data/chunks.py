@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from segmentation.data.io import _open_binary, _sniff_delimiter, _table_failure, is_url
 
+S = TypeVar("S")
 T = TypeVar("T")
 
 DEFAULT_CHUNK_ROWS = 262_144
@@ -28,6 +29,17 @@ DEFAULT_CHUNK_ROWS = 262_144
 
 PARQUET_ROW_GROUP = 262_144
 """Row-group size of the Parquet files we write, so chunked readers and parallel scorers can split them."""
+
+
+def sample_positions(n_rows: int, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded sample of ``size`` of ``n_rows`` rows (all rows when fewer).
+
+    Every sample of the training rows is this draw, so samples of equal size are the same rows: with the
+    defaults, preprocessing, the agreement check and the drift reference share one 100,000-row sample.
+    """
+    if n_rows <= size:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size, replace=False))
 
 
 def table_format(path: str | Path) -> str:
@@ -120,9 +132,7 @@ def iter_chunks(
             yield frame
 
 
-def map_chunks(
-    fn: Callable[[pd.DataFrame], T], chunks: Iterable[pd.DataFrame], *, workers: int = 2
-) -> Iterator[T]:
+def map_chunks(fn: Callable[[S], T], chunks: Iterable[S], *, workers: int = 2) -> Iterator[T]:
     """``fn`` over chunks on ``workers`` threads, results in order, at most ``workers + 1`` chunks in flight.
 
     NumPy and pyarrow release the GIL in their kernels, so two threads use both cores of a small machine
@@ -191,6 +201,7 @@ __all__ = [
     "iter_chunks",
     "map_chunks",
     "read_columns",
+    "sample_positions",
     "table_format",
     "table_info",
     "take_rows",

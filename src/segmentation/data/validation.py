@@ -350,7 +350,7 @@ class SchemaScan:
     def update(self, frame: pd.DataFrame) -> None:
         """Accumulate one chunk."""
         self.n_rows += len(frame)
-        probe_idx = self.rng.choice(len(frame), min(len(frame), 2000), replace=False) if len(frame) else []
+        probe_idx: np.ndarray = self.rng.choice(len(frame), min(len(frame), 2000), replace=False)
         for name in frame.columns:
             if name == self.id_column or name in self.drop_columns:
                 continue

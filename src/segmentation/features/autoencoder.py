@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,9 +108,10 @@ class AutoencoderModule(pl.LightningModule):
         self._val_count += len(x)
 
     def on_train_epoch_start(self) -> None:
-        """Reset the training-loss accumulator."""
+        """Reset the training-loss accumulator and start the epoch's clock."""
         self._train_sum = torch.zeros((), device=self.device)
         self._train_count = 0
+        self._epoch_started = time.perf_counter()
 
     def on_validation_epoch_start(self) -> None:
         """Reset the validation-loss accumulator."""
@@ -126,13 +128,23 @@ class AutoencoderModule(pl.LightningModule):
             self.best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
 
     def on_train_epoch_end(self) -> None:
-        """Record the epoch (validation has already run for it)."""
-        self.history.append(
-            {
-                "epoch": len(self.history) + 1,
-                "train_loss": float(self._train_sum) / max(self._train_count, 1),
-                "val_loss": self._last_val_loss,
-            }
+        """Record the epoch (validation has already run for it) and log one progress line."""
+        record = {
+            "epoch": len(self.history) + 1,
+            "train_loss": float(self._train_sum) / max(self._train_count, 1),
+            "val_loss": self._last_val_loss,
+        }
+        self.history.append(record)
+        seconds = time.perf_counter() - getattr(self, "_epoch_started", time.perf_counter())
+        logger.info(
+            "autoencoder epoch %d/%d: train_loss=%.5f val_loss=%.5f, %d rows in %.1f s (%s rows/s)",
+            record["epoch"],
+            self.config.max_epochs,
+            record["train_loss"],
+            record["val_loss"],
+            self._train_count,
+            seconds,
+            f"{self._train_count / max(seconds, 1e-9):,.0f}",
         )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -339,7 +351,8 @@ class AutoencoderFeaturizer(Featurizer):
         out = np.empty((len(x), self.config.encoding_dim), dtype=np.float32)
         with torch.no_grad():
             for start in range(0, len(x), _ENCODE_BATCH):
-                chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + _ENCODE_BATCH]))
+                # A writable copy of the rows: x may be a read-only memory map, which torch cannot wrap.
+                chunk = torch.from_numpy(np.array(x[start : start + _ENCODE_BATCH], dtype=np.float32))
                 out[start : start + len(chunk)] = module.encode(chunk).numpy()
         return out
 

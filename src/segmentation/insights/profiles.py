@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from segmentation.clustering import NOISE
+from segmentation.data.chunks import map_chunks
 from segmentation.errors import ConfigError
 
 _NAME_FEATURES = 2
@@ -180,12 +181,19 @@ def build_profile(
         ((str(c), raw[c].to_numpy(np.float64)) for c in raw.columns) if isinstance(raw, pd.DataFrame) else raw
     )
     stats: dict[str, list[float]] = {}
-    for column, values in pairs:
+
+    def column_stats(pair: tuple[str, np.ndarray]) -> tuple[str, list[float], list[float], float]:
+        column, values = pair
         grouped = np.asarray(values, dtype=np.float64)[order]
         means = [_nan_stat(np.mean, grouped[part]) for part in slices]
-        base = _nan_stat(np.mean, grouped)
+        medians = [_nan_stat(np.median, grouped[part]) for part in slices]
+        return column, means, medians, _nan_stat(np.mean, grouped)
+
+    # Two columns at a time: the sorts and reductions release the GIL, so both cores work on millions of
+    # rows; the columns still arrive (and are kept) one by one, in order.
+    for column, means, medians, base in map_chunks(column_stats, pairs):
         stats[f"{column}__mean"] = means
-        stats[f"{column}__median"] = [_nan_stat(np.median, grouped[part]) for part in slices]
+        stats[f"{column}__median"] = medians
         stats[f"{column}__index"] = [m / base * 100 if base != 0 else float("nan") for m in means]
     if categorical is not None:
         for column in categorical.columns:
