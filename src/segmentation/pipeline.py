@@ -44,8 +44,8 @@ from segmentation.config import (
 from segmentation.data.chunks import (
     DEFAULT_CHUNK_ROWS,
     PARQUET_ROW_GROUP,
-    iter_chunks,
     map_chunks,
+    read_ahead,
     read_columns,
     sample_positions,
     table_format,
@@ -160,7 +160,7 @@ class ValidatedTable:
     ) -> Iterator[pd.DataFrame]:
         """The rows in chunks, each indexed by row position."""
         if self.frame is None:
-            yield from iter_chunks(str(self.path), chunk_rows=chunk_rows, columns=columns)
+            yield from read_ahead(str(self.path), chunk_rows=chunk_rows, columns=columns)
             return
         frame = self.frame if columns is None else self.frame[columns]
         for start in range(0, len(frame), chunk_rows):
@@ -350,7 +350,7 @@ def validate_source(
     scan: SchemaScan | None = None
     id_parts: list[np.ndarray] = []
     for chunk in tqdm(
-        iter_chunks(path, chunk_rows=chunk_rows),
+        read_ahead(path, chunk_rows=chunk_rows),
         desc="scan",
         total=-(-n_rows // chunk_rows),
         disable=None,
@@ -403,20 +403,21 @@ def validate_source(
     present = dict.fromkeys(schema.feature_names, 0)
     sample_rows = sample_positions(n_rows, sample_size, seed) if sample_size else np.empty(0, np.int64)
     sample_parts: list[pd.DataFrame] = []
-    for chunk in tqdm(
-        iter_chunks(path, chunk_rows=chunk_rows),
-        desc="validate",
-        total=-(-n_rows // chunk_rows),
-        disable=None,
-        leave=False,
-    ):
-        failures.extend(_chunk_failures(chunk, schema, source))
+
+    def check(chunk: pd.DataFrame) -> tuple[list[Failure], pd.DataFrame, dict[str, int]]:
         picked = sample_rows[(sample_rows >= chunk.index[0]) & (sample_rows <= chunk.index[-1])]
-        if len(picked):
-            sample_parts.append(chunk.loc[picked])
-        for name in present:
-            if name in chunk.columns:
-                present[name] += int(chunk[name].notna().sum())
+        counts = {name: int(chunk[name].notna().sum()) for name in present if name in chunk.columns}
+        return _chunk_failures(chunk, schema, source), chunk.loc[picked], counts
+
+    checked = map_chunks(check, read_ahead(path, chunk_rows=chunk_rows))  # two chunks at a time
+    for chunk_failures, sample_part, counts in tqdm(
+        checked, desc="validate", total=-(-n_rows // chunk_rows), disable=None, leave=False
+    ):
+        failures.extend(chunk_failures)
+        if len(sample_part):
+            sample_parts.append(sample_part)
+        for name, count in counts.items():
+            present[name] += count
     failures.extend(
         Failure(column=name, check="not_entirely_empty", count=n_rows, examples=[None])
         for name, count in present.items()

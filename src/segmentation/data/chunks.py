@@ -152,6 +152,26 @@ def map_chunks(fn: Callable[[S], T], chunks: Iterable[S], *, workers: int = 2) -
             yield pending.popleft().result()
 
 
+def read_ahead(
+    path: str | Path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: Sequence[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """:func:`iter_chunks` for Parquet with the next row groups decoded on background threads.
+
+    The caller's work on one chunk overlaps the decoding of the following ones (pyarrow releases the
+    GIL), in order; CSV is read as :func:`iter_chunks` reads it.
+    """
+    if table_format(path) != "parquet":
+        yield from iter_chunks(path, chunk_rows=chunk_rows, columns=columns)
+        return
+    groups = range(_parquet_file(path).metadata.num_row_groups)
+
+    def read(group: int) -> list[pd.DataFrame]:
+        return list(iter_chunks(path, chunk_rows=chunk_rows, columns=columns, row_groups=[group]))
+
+    for frames in map_chunks(read, groups):
+        yield from frames
+
+
 def read_columns(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
     """Just these columns of the whole table (Parquet decodes nothing else)."""
     if table_format(path) == "parquet":
@@ -200,6 +220,7 @@ __all__ = [
     "TableInfo",
     "iter_chunks",
     "map_chunks",
+    "read_ahead",
     "read_columns",
     "sample_positions",
     "table_format",
