@@ -475,20 +475,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_drift(args: argparse.Namespace) -> int:
     from segmentation import drift
     from segmentation.data.io import is_url
-    from segmentation.registry import ModelSource, registry_root
 
     config = resolve_config(args)
     if not is_url(args.data) and not Path(args.data).exists():
         raise ConfigError(f"--data: file not found: {args.data}")
-    if args.bundle:
-        source = ModelSource(bundle=str(args.bundle.resolve()))
-    else:
-        source = ModelSource(
-            registry_root=str(registry_root(config.registry.dir)),
-            name=config.registry.name or config.model_name,
-            alias=args.model,
-        )
-    model, meta = source.load()
+    model, meta = model_source(args, config).load()
     out = args.out or Path("runs") / f"drift-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     try:
         report = drift.compare(model, args.data, config.drift, model_meta=meta)

@@ -1,8 +1,8 @@
 """Wall time, throughput and peak memory of a block of work (per-stage progress lines and benchmarks).
 
-Peak memory is the process's peak resident set size (``VmHWM``). On Linux the peak is reset at the start
-of each measured block (``/proc/self/clear_refs``), so each stage reports its own peak rather than the
-process's lifetime maximum; elsewhere the lifetime maximum is reported.
+A block's peak memory is exact when the block set a new high for the process (``VmHWM`` grew during it);
+otherwise it is the highest resident set size sampled every 20 ms while it ran. The process's own peak
+counter is never reset, so ``/usr/bin/time`` and other tools still see the true lifetime maximum.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import contextlib
 import logging
 import resource
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 def _status_kib(field: str) -> int | None:
@@ -40,21 +40,12 @@ def current_rss_mib() -> float:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size since the last :func:`reset_peak_rss` (or process start), in MiB."""
+    """Peak resident set size of the process so far, in MiB."""
     kib = _status_kib("VmHWM")
     if kib is None:
         usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return usage / (1024 * 1024) if sys.platform == "darwin" else usage / 1024
     return kib / 1024
-
-
-def reset_peak_rss() -> bool:
-    """Reset the peak RSS counter to the current RSS (Linux); False where that is not possible."""
-    try:
-        _CLEAR_REFS.write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 @dataclass
@@ -83,17 +74,29 @@ class Measurement:
 def measure(
     name: str, rows: int | None = None, *, log: logging.Logger | logging.LoggerAdapter[Any] | None = logger
 ) -> Iterator[Measurement]:
-    """Time a block and record its own peak RSS; log one line at the end (``rows`` may be set inside)."""
-    reset_peak_rss()
+    """Time a block and record its peak RSS; log one line at the end (``rows`` may be set inside)."""
     result = Measurement(name=name, rows=rows)
+    high_before = peak_rss_mib()
+    sampled = [current_rss_mib()]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            sampled.append(current_rss_mib())
+
+    sampler = threading.Thread(target=sample, name=f"rss-{name}", daemon=True)
+    sampler.start()
     started = time.perf_counter()
     try:
         yield result
     finally:
         result.seconds = time.perf_counter() - started
-        result.peak_rss_mib = peak_rss_mib()
+        done.set()
+        sampler.join()
+        high_after = peak_rss_mib()
+        result.peak_rss_mib = high_after if high_after > high_before else max([*sampled, current_rss_mib()])
         if log is not None:
             log.info("%s", result.line())
 
 
-__all__ = ["Measurement", "current_rss_mib", "measure", "peak_rss_mib", "reset_peak_rss"]
+__all__ = ["Measurement", "current_rss_mib", "measure", "peak_rss_mib"]
