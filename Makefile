@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export SEGMENT_HOME ?= $(CURDIR)/.segment
 
-.PHONY: setup browser demo test lint typecheck format bench server server-stop clean
+.PHONY: setup browser demo test lint typecheck format bench bench-scale server server-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ test: setup browser
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline.py
+
+# 2,000,000 x 120: training (PCA and autoencoder), scoring, the naive baseline; about 15 minutes.
+bench-scale: setup
+	$(BIN)/python benchmarks/scale.py
 
 # A local Prefect server (SQLite under $(SEGMENT_HOME)/prefect-server), the process pool, the deployments and a
 # worker. PREFECT_PORT overrides the port. Then: PREFECT_API_URL=http://127.0.0.1:4200/api prefect deployment run ...

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -117,7 +118,9 @@ def worker_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     stages.append({"stage": meter.name, "seconds": meter.seconds, "peak_rss_mib": meter.peak_rss_mib})
     with measure("impute (SimpleImputer)", rows=len(frame)) as meter:
         frame = frame.drop(columns=[spec["id_column"]])
-        text = [c for c in frame.columns if frame[c].dtype == object]
+        text = [
+            c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].dtype != bool
+        ]
         dates = [c for c in text if c.startswith("last_active")]
         for column in dates:
             frame[column] = (pd.Timestamp("2026-01-01") - pd.to_datetime(frame[column])).dt.days
@@ -261,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-autoencoder", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-stages", action="store_true", help="only the end-to-end commands")
+    parser.add_argument("--resume", action="store_true", help="keep the results of an interrupted run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -281,61 +285,57 @@ def main(argv: list[str] | None = None) -> int:
         "features": args.features,
     }
     configs = {"pca": []} if args.skip_autoencoder else {"pca": [], "autoencoder": ["featurize=autoencoder"]}
-    with tempfile.TemporaryDirectory(prefix="scale-bench-", dir=OUT) as tmp:
-        work = Path(tmp)
-        env = dict(os.environ, SEGMENT_HOME=str(work / "home"), WANDB_MODE="offline")
-        for name, overrides in configs.items():
-            if not args.skip_stages:
-                stage_dir = work / f"stages-{name}"
-                stage_dir.mkdir()
-                spec = {"data": str(parquet), "work": str(stage_dir), "overrides": overrides}
-                results[f"stages_{name}"] = run_worker("stages", spec)
-                print(f"stages ({name}):", json.dumps(results[f"stages_{name}"]["stages"]), flush=True)
-            e2e = run_timed(
-                [
-                    segment,
-                    "train",
-                    "--data",
-                    str(parquet),
-                    "--out",
-                    str(work / f"run-{name}"),
-                    *[a for o in overrides for a in ("-S", o)],
-                ],
-                env,
-            )
+    # A persistent work directory and results saved after every step: --resume carries on after a failure.
+    work = OUT / "scale" / f"work_{args.rows}x{args.features}"
+    saved = OUT / "scale" / f"results_{args.rows}x{args.features}.json"
+    if args.resume and saved.is_file():
+        results = {**json.loads(saved.read_text()), **{k: results[k] for k in ("date", "machine")}}
+    elif work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    def save(key: str, value: Any) -> None:
+        results[key] = value
+        saved.write_text(json.dumps(results, indent=2) + "\n")
+
+    env = dict(os.environ, SEGMENT_HOME=str(work / "home"), WANDB_MODE="offline")
+    for name, overrides in configs.items():
+        if not args.skip_stages and f"stages_{name}" not in results:
+            stage_dir = work / f"stages-{name}"
+            stage_dir.mkdir(exist_ok=True)
+            spec = {"data": str(parquet), "work": str(stage_dir), "overrides": overrides}
+            save(f"stages_{name}", run_worker("stages", spec))
+            print(f"stages ({name}):", json.dumps(results[f"stages_{name}"]["stages"]), flush=True)
+        if f"train_{name}" not in results:
+            shutil.rmtree(work / f"run-{name}", ignore_errors=True)
+            command = [segment, "train", "--data", str(parquet), "--out", str(work / f"run-{name}")]
+            e2e = run_timed([*command, *[a for o in overrides for a in ("-S", o)]], env)
             if e2e["returncode"] != 0:
                 raise RuntimeError(f"segment train ({name}) failed:\n{e2e['tail']}")
-            results[f"train_{name}"] = {k: v for k, v in e2e.items() if k != "tail"}
+            save(f"train_{name}", {k: v for k, v in e2e.items() if k != "tail"})
             print(
                 f"segment train ({name}): {e2e['seconds']:.1f} s, peak {e2e['peak_rss_mib']:,.0f} MiB",
                 flush=True,
             )
-        bundle = str(work / "run-pca" / "bundle")
+    bundle = str(work / "run-pca" / "bundle")
+    if "score_cli" not in results:
+        out = work / "scored.parquet"
         score = run_timed(
-            [
-                segment,
-                "score",
-                "--bundle",
-                bundle,
-                "--data",
-                str(parquet),
-                "--out",
-                str(work / "scored.parquet"),
-            ],
-            env,
+            [segment, "score", "--bundle", bundle, "--data", str(parquet), "--out", str(out)], env
         )
         if score["returncode"] != 0:
             raise RuntimeError(f"segment score failed:\n{score['tail']}")
-        results["score_cli"] = {k: v for k, v in score.items() if k != "tail"}
-        results["score_library"] = run_worker(
-            "score", {"bundle": bundle, "data": str(parquet), "work": str(work)}
+        save("score_cli", {k: v for k, v in score.items() if k != "tail"})
+    if "score_library" not in results:
+        save(
+            "score_library", run_worker("score", {"bundle": bundle, "data": str(parquet), "work": str(work)})
         )
-        results["parquet_read"] = run_worker("read", {"data": str(parquet)})
-        if not args.skip_baseline:
-            chosen = json.loads((work / "run-pca" / "metrics.json").read_text())["k_selection"]["chosen_k"]
-            results["baseline"] = run_worker(
-                "baseline", {"csv": str(csv), "id_column": "customer_id", "k": chosen}
-            )
+    if "parquet_read" not in results:
+        save("parquet_read", run_worker("read", {"data": str(parquet)}))
+    if not args.skip_baseline and "baseline" not in results:
+        chosen = json.loads((work / "run-pca" / "metrics.json").read_text())["k_selection"]["chosen_k"]
+        spec = {"csv": str(csv), "id_column": "customer_id", "k": chosen}
+        save("baseline", run_worker("baseline", spec))
     (OUT / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     text = render(results)
     (OUT / "scale.md").write_text(text)
