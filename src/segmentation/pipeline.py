@@ -57,11 +57,12 @@ from segmentation.data.io import (
     file_digest,
     is_url,
     read_table,
+    table_failure,
     write_json,
     write_table,
     write_text,
 )
-from segmentation.data.row_validation import row_failures
+from segmentation.data.row_validation import missing_columns, row_failures
 from segmentation.data.validation import (
     CC_GENERAL_ID,
     Failure,
@@ -324,7 +325,16 @@ def validate_source(
     elif table_format(path) != "parquet":
         raise ValueError("validate_source needs a Parquet file or a staging path for a CSV copy")
     started = time.perf_counter()
-    info = table_info(path)
+    if not is_url(path) and not Path(path).exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if not is_url(path) and Path(path).stat().st_size == 0:
+        raise table_failure(path, "non_empty_file", "the file is empty (0 bytes)")
+    try:
+        info = table_info(path)
+    except Exception as exc:  # pyarrow raises many types for a file that is not Parquet
+        raise table_failure(
+            path, "readable_table", f"cannot read as a table: {type(exc).__name__}: {exc}"
+        ) from exc
     n_rows = int(info.n_rows or 0)
 
     def fail(column: str, check: str, example: str) -> DataValidationError:
@@ -380,7 +390,14 @@ def validate_source(
     scanned = time.perf_counter()
     logger.info("scanned %s: %s", source, _rate(n_rows, scanned - started))
 
-    failures: list[Failure] = []
+    failures: list[Failure] = [
+        Failure(column=name, check="missing_required_column", count=1, examples=[])
+        for name in missing_columns(info.columns, schema)
+    ]
+    # The other columns are still checked, so one report lists every problem of the table.
+    checked_schema = schema.model_copy(
+        update={"columns": tuple(c for c in schema.columns if c.name in set(info.columns))}
+    )
     ids = np.concatenate(id_parts) if id_parts else None
     if schema.id_column is not None:
         if ids is None:
@@ -407,7 +424,7 @@ def validate_source(
     def check(chunk: pd.DataFrame) -> tuple[list[Failure], pd.DataFrame, dict[str, int]]:
         picked = sample_rows[(sample_rows >= chunk.index[0]) & (sample_rows <= chunk.index[-1])]
         counts = {name: int(chunk[name].notna().sum()) for name in present if name in chunk.columns}
-        return _chunk_failures(chunk, schema, source), chunk.loc[picked], counts
+        return _chunk_failures(chunk, checked_schema, source), chunk.loc[picked], counts
 
     checked = map_chunks(check, read_ahead(path, chunk_rows=chunk_rows))  # two chunks at a time
     for chunk_failures, sample_part, counts in tqdm(

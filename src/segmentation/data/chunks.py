@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from segmentation.data.io import _open_binary, _sniff_delimiter, _table_failure, is_url
+from segmentation.data.io import _open_binary, _sniff_delimiter, is_url, table_failure
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -53,7 +53,7 @@ def table_format(path: str | Path) -> str:
         return "parquet"
     if suffix.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
         return "csv"
-    raise _table_failure(
+    raise table_failure(
         path, "known_format", f"unsupported file type {suffix or '(none)'!r}; use .csv or .parquet"
     )
 

@@ -54,7 +54,8 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _table_failure(path: str | Path, check: str, detail: str) -> DataValidationError:
+def table_failure(path: str | Path, check: str, detail: str) -> DataValidationError:
+    """A one-failure validation error about the file as a whole (column ``<table>``)."""
     report = ValidationReport(
         source=str(path),
         n_rows=0,
@@ -90,30 +91,30 @@ def read_table(path: str | Path) -> pd.DataFrame:
         suffix = "".join(path.suffixes[-2:]).lower()
         source = path
     if size == 0:
-        raise _table_failure(path, "non_empty_file", "the file is empty (0 bytes)")
+        raise table_failure(path, "non_empty_file", "the file is empty (0 bytes)")
     try:
         if suffix.endswith((".parquet", ".pq")):
             frame = pd.read_parquet(source)
         elif suffix.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
             frame = _read_csv(source)
         else:
-            raise _table_failure(
+            raise table_failure(
                 path, "known_format", f"unsupported file type {suffix or '(none)'!r}; use .csv or .parquet"
             )
     except DataValidationError:
         raise
     except Exception as exc:  # pyarrow/pandas raise many types for garbage input
-        raise _table_failure(
+        raise table_failure(
             path, "readable_table", f"cannot read as a table: {type(exc).__name__}: {exc}"
         ) from exc
     if frame.shape[1] < 2:
-        raise _table_failure(
+        raise table_failure(
             path,
             "has_columns",
             f"found {frame.shape[1]} column(s); a customer table needs an ID and features",
         )
     if len(frame) == 0:
-        raise _table_failure(path, "has_rows", "the table has a header but no rows")
+        raise table_failure(path, "has_rows", "the table has a header but no rows")
     return frame
 
 
