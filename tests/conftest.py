@@ -44,3 +44,24 @@ def synthetic_table(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.
     path = tmp_path_factory.mktemp("synthetic") / "customers.parquet"
     write_table(table, path)
     return path, truth
+
+
+@pytest.fixture(scope="session")
+def scoring_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small PCA + k-means bundle (4 segments, model ``test-model``) saved to disk, as scoring loads it."""
+    from segmentation.bundle import save_bundle
+    from segmentation.config import SegmentConfig
+    from segmentation.pipeline import fit_model
+
+    table, _ = make_customers(3000, 10, 4, seed=5)
+    config = SegmentConfig.model_validate(
+        {
+            "seed": 7,
+            "model_name": "test-model",
+            "featurize": {"kind": "pca", "n_components": 5},
+            "cluster": {"kind": "kmeans", "n_clusters": 4, "n_init": 2},
+            "evaluate": {"silhouette_sample": 500, "agreement_sample": 2000},
+        }
+    )
+    model, _ = fit_model(table, config, source="test", data_hash="abc")
+    return save_bundle(model, tmp_path_factory.mktemp("bundle") / "bundle")

@@ -18,14 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from segmentation import scoring
-from segmentation.bundle import SegmentationModel, bundle_digest, load_bundle, save_bundle
+from segmentation.bundle import SegmentationModel, bundle_digest, load_bundle
 from segmentation.cli import main
-from segmentation.config import RegistryConfig, SegmentConfig
+from segmentation.config import RegistryConfig
 from segmentation.data.row_validation import row_failures
 from segmentation.data.synthetic import make_customers
 from segmentation.data.validation import ColumnSpec, TableSchema, validate_frame
 from segmentation.errors import DataValidationError
-from segmentation.pipeline import fit_model
 from segmentation.registry import LocalRegistry
 from segmentation.scoring import plan_chunks, score_table
 
@@ -33,20 +32,8 @@ ID = "customer_id"
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A k-means bundle trained on a small synthetic table, saved (scoring loads bundles from disk)."""
-    table, _ = make_customers(3000, 10, 4, seed=5)
-    config = SegmentConfig.model_validate(
-        {
-            "seed": 7,
-            "model_name": "test-model",
-            "featurize": {"kind": "pca", "n_components": 5},
-            "cluster": {"kind": "kmeans", "n_clusters": 4, "n_init": 2},
-            "evaluate": {"silhouette_sample": 500, "agreement_sample": 2000},
-        }
-    )
-    model, _ = fit_model(table, config, source="test", data_hash="abc")
-    return save_bundle(model, tmp_path_factory.mktemp("bundle") / "bundle")
+def bundle(scoring_bundle: Path) -> Path:
+    return scoring_bundle
 
 
 @pytest.fixture(scope="module")

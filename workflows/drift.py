@@ -22,7 +22,7 @@ from segmentation import drift
 from segmentation.bundle import SegmentationModel
 from segmentation.config import DriftConfig, SegmentConfig, load_config
 from segmentation.registry import ModelSource, registry_root
-from workflows.train import _retry_io_only
+from workflows.retries import retry_io_only
 
 
 @task(
@@ -31,7 +31,7 @@ from workflows.train import _retry_io_only
     persist_result=False,
     retries=2,
     retry_delay_seconds=1,
-    retry_condition_fn=_retry_io_only,
+    retry_condition_fn=retry_io_only,
 )
 def load_model(source: ModelSource) -> tuple[SegmentationModel, dict[str, Any]]:
     """Resolve the alias (or bundle) and load the model, verified against its digests."""
@@ -52,7 +52,7 @@ def measure_drift(
     persist_result=False,
     retries=2,
     retry_delay_seconds=1,
-    retry_condition_fn=_retry_io_only,
+    retry_condition_fn=retry_io_only,
 )
 def write_drift_report(report: drift.DriftReport, out_dir: str) -> dict[str, str]:
     """``drift.json``, ``drift.csv``, ``drift.png``, ``drift.md``, ``drift.html`` (atomic writes)."""

@@ -22,7 +22,6 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
-from prefect.states import State
 
 from segmentation import pipeline, tracking
 from segmentation.bundle import load_bundle
@@ -33,6 +32,7 @@ from segmentation.errors import DataValidationError
 from segmentation.registry import LocalRegistry, registry_root
 from segmentation.resources import measure
 from segmentation.stage_store import StageRef, save_stage, stage_array_path
+from workflows.retries import retry_io_only
 
 
 def _stage_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -41,19 +41,6 @@ def _stage_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 STAGE_CACHE = CacheKeyFnPolicy(cache_key_fn=_stage_key) + TASK_SOURCE
 _EXPIRY = timedelta(days=30)
-
-
-def _retry_io_only(_task: Any, _task_run: Any, state: State) -> bool:
-    """Retry IO hiccups, never bad data: a validation failure is final."""
-    try:
-        state.result()
-    except DataValidationError:
-        return False
-    except OSError:
-        return True
-    except Exception:
-        return False
-    return False
 
 
 def state_home() -> Path:
@@ -66,7 +53,7 @@ def stage_root() -> Path:
     return state_home() / "stages"
 
 
-@task(name="hash-data", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
+@task(name="hash-data", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
 def hash_data(path: str) -> str:
     """Content hash (SHA-256) of the input file: the root of every cache key."""
     return file_digest(path)
@@ -79,7 +66,7 @@ def hash_data(path: str) -> str:
     persist_result=True,
     retries=2,
     retry_delay_seconds=1,
-    retry_condition_fn=_retry_io_only,
+    retry_condition_fn=retry_io_only,
 )
 def load_validate(path: str, config: SegmentConfig, cache_key: str) -> StageRef:
     """Validate the table chunk by chunk (failures are never retried); rows stay in the file.
@@ -159,7 +146,7 @@ def evaluate(
         return pipeline.evaluate(x, z, clustered.load(), featurizer, config=config)
 
 
-@task(name="write-outputs", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
+@task(name="write-outputs", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
 def write_outputs(
     out_dir: str,
     stages: dict[str, StageRef],
@@ -194,7 +181,7 @@ def visualize(out_dir: str, stages: dict[str, StageRef], config: SegmentConfig) 
         )
 
 
-@task(name="register", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only)
+@task(name="register", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
 def register(out_dir: str, config: SegmentConfig) -> dict[str, str]:
     """Register the bundle as a new version of the model (``candidate``); production moves only by promote."""
     if not config.registry.auto_register:
@@ -205,7 +192,7 @@ def register(out_dir: str, config: SegmentConfig) -> dict[str, str]:
     return {"registry": f"{registry.name}:{version.tag}"}
 
 
-@task(name="track", retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_io_only)
+@task(name="track", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_io_only)
 def track(
     out_dir: str, config: SegmentConfig, data_path: str, paths: dict[str, str], group: str | None
 ) -> dict[str, str]:

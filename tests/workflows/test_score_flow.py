@@ -9,10 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from segmentation.bundle import load_bundle, save_bundle
-from segmentation.config import SegmentConfig
+from segmentation.bundle import load_bundle
 from segmentation.data.synthetic import make_customers
-from segmentation.pipeline import fit_model
 from segmentation.registry import ModelSource
 from segmentation.scoring import score_table
 from workflows.score import run_scoring
@@ -21,19 +19,8 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    table, _ = make_customers(3000, 10, 4, seed=5)
-    config = SegmentConfig.model_validate(
-        {
-            "seed": 7,
-            "model_name": "test-model",
-            "featurize": {"kind": "pca", "n_components": 5},
-            "cluster": {"kind": "kmeans", "n_clusters": 4, "n_init": 2},
-            "evaluate": {"silhouette_sample": 500, "agreement_sample": 2000},
-        }
-    )
-    model, _ = fit_model(table, config, source="test", data_hash="abc")
-    return save_bundle(model, tmp_path_factory.mktemp("bundle") / "bundle")
+def bundle(scoring_bundle: Path) -> Path:
+    return scoring_bundle
 
 
 @pytest.fixture(scope="module")

@@ -225,12 +225,13 @@ def test_io_errors_retry_but_bad_data_never_does() -> None:
     from prefect.states import Failed
 
     from segmentation.data.validation import ValidationReport
-    from segmentation.errors import DataValidationError
-    from workflows.train import _retry_io_only
+    from segmentation.errors import BundleError, DataValidationError
+    from workflows.retries import retry_io_only as _retry_io_only
 
     assert _retry_io_only(None, None, Failed(data=OSError("network share hiccup"))) is True
     assert _retry_io_only(None, None, Failed(data=DataValidationError(ValidationReport("x", 0, 0)))) is False
     assert _retry_io_only(None, None, Failed(data=ValueError("a bug"))) is False
+    assert _retry_io_only(None, None, Failed(data=BundleError("digest mismatch"))) is False
 
 
 def test_retrain_on_reshuffled_copy_keeps_segment_ids_and_user_names(
