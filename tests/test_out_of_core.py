@@ -162,3 +162,35 @@ def test_hdbscan_fits_a_configured_sample_assigns_the_rest_and_reports_the_agree
     assert sample["rows"] == len(frame) == len(result.labels)
     assert 0.9 <= sample["sample_agreement"] <= 1.0
     assert result.model.n_clusters_ >= 2
+
+
+def test_report_of_a_parquet_run_is_rebuilt_from_the_file_in_chunks(
+    customers: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    _, path = customers
+    config = load_config(overrides=["cluster.n_clusters=4", "evaluate.stability_resamples=0"])
+    table = pipeline.validate_source(str(path), config.data, source=str(path), sample_size=2000)
+    pre, x = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=config.seed)
+    featurizer, z = pipeline.fit_features(x, config.featurize, seed=config.seed)
+    result = pipeline.fit_segments(z, x, config.cluster, seed=config.seed, silhouette_sample=1000)
+    metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
+    from segmentation.data.io import file_digest
+
+    model = pipeline.assemble_model(
+        table,
+        pre,
+        featurizer,
+        result,
+        x,
+        metrics,
+        config=config,
+        data_hash=file_digest(path),
+        source=str(path),
+    )
+    run = tmp_path / "run"
+    pipeline.write_run_outputs(run, model, table, result.labels, featurizer)
+    pipeline.write_insights(run, model, table, result.labels, x, [], seed=config.seed)
+    first = pd.read_csv(run / "profile.csv")
+    (run / "profile.csv").unlink()
+    pipeline.rebuild_insights(run)
+    pd.testing.assert_frame_equal(pd.read_csv(run / "profile.csv"), first)

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,7 @@ from segmentation.config import (
 from segmentation.data.chunks import (
     DEFAULT_CHUNK_ROWS,
     PARQUET_ROW_GROUP,
+    TableInfo,
     map_chunks,
     read_ahead,
     read_columns,
@@ -297,6 +298,52 @@ def stage_parquet(path: str, target: Path) -> str:
     return str(target)
 
 
+def _scan_schema(
+    path: str,
+    info: TableInfo,
+    config: DataConfig,
+    n_rows: int,
+    seed: int,
+    chunk_rows: int,
+    fail: Callable[[str, str, str], DataValidationError],
+) -> tuple[TableSchema, list[np.ndarray]]:
+    """The first streaming pass: the schema (CC GENERAL's, or inferred from every row) and the IDs."""
+    use_cc = config.schema_kind == "cc_general" or (
+        config.schema_kind == "auto" and looks_like_cc_general(info.columns)
+    )
+    id_column = CC_GENERAL_ID if use_cc else config.id_column
+    if id_column is not None and id_column not in info.columns and not use_cc:
+        raise fail(id_column, "missing_required_column", "configured ID column not in the table")
+    scan: SchemaScan | None = None
+    id_parts: list[np.ndarray] = []
+    for chunk in tqdm(
+        read_ahead(path, chunk_rows=chunk_rows),
+        desc="scan",
+        total=-(-n_rows // chunk_rows),
+        disable=None,
+        leave=False,
+    ):
+        if not use_cc and id_column is None and scan is None:
+            try:
+                id_column = detect_id_column(chunk)
+            except ValueError as exc:
+                raise fail("<id>", "unambiguous_id_column", str(exc)) from exc
+        if not use_cc:
+            if scan is None:
+                scan = SchemaScan(
+                    id_column,
+                    max_categories=config.max_categories,
+                    drop_columns=config.drop_columns,
+                    reference_date=config.reference_date,
+                    seed=seed,
+                    expected_rows=n_rows,
+                )
+            scan.update(chunk)
+        if id_column is not None and id_column in chunk.columns:
+            id_parts.append(chunk[id_column].to_numpy())
+    return (cc_general_schema() if use_cc else cast(SchemaScan, scan).schema()), id_parts
+
+
 def validate_source(
     path: str,
     config: DataConfig,
@@ -306,6 +353,7 @@ def validate_source(
     staged: Path | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     sample_size: int = 0,
+    schema: TableSchema | None = None,
 ) -> ValidatedTable:
     """Validate a table file chunk by chunk; the result reads its rows from the file, never all at once.
 
@@ -315,7 +363,8 @@ def validate_source(
     value) are made over the whole table. CSV and remote tables are first copied to a local Parquet
     file (``staged``), which later stages read by column and by row group. The validation pass also keeps
     a seeded sample of ``sample_size`` rows in memory (the rows preprocessing is fitted on), so later
-    stages do not read the file again for it.
+    stages do not read the file again for it. With ``schema`` (a trained model's contract) nothing is
+    inferred: the table is checked against it.
 
     Raises:
         DataValidationError: with a report naming every failing column and check (counts over all rows).
@@ -351,40 +400,14 @@ def validate_source(
             "has_columns",
             f"found {len(info.columns)} column(s); a customer table needs an ID and features",
         )
-    use_cc = config.schema_kind == "cc_general" or (
-        config.schema_kind == "auto" and looks_like_cc_general(info.columns)
-    )
-    id_column = CC_GENERAL_ID if use_cc else config.id_column
-    if id_column is not None and id_column not in info.columns and not use_cc:
-        raise fail(id_column, "missing_required_column", "configured ID column not in the table")
-    scan: SchemaScan | None = None
-    id_parts: list[np.ndarray] = []
-    for chunk in tqdm(
-        read_ahead(path, chunk_rows=chunk_rows),
-        desc="scan",
-        total=-(-n_rows // chunk_rows),
-        disable=None,
-        leave=False,
-    ):
-        if not use_cc and id_column is None and scan is None:
-            try:
-                id_column = detect_id_column(chunk)
-            except ValueError as exc:
-                raise fail("<id>", "unambiguous_id_column", str(exc)) from exc
-        if not use_cc:
-            if scan is None:
-                scan = SchemaScan(
-                    id_column,
-                    max_categories=config.max_categories,
-                    drop_columns=config.drop_columns,
-                    reference_date=config.reference_date,
-                    seed=seed,
-                    expected_rows=n_rows,
-                )
-            scan.update(chunk)
-        if id_column is not None and id_column in chunk.columns:
-            id_parts.append(chunk[id_column].to_numpy())
-    schema = cc_general_schema() if use_cc else cast(SchemaScan, scan).schema()
+    if schema is not None:  # a model's contract (``segment report``): nothing to infer
+        id_parts = (
+            [read_columns(path, [schema.id_column])[schema.id_column].to_numpy()]
+            if schema.id_column and schema.id_column in info.columns
+            else []
+        )
+    else:
+        schema, id_parts = _scan_schema(path, info, config, n_rows, seed, chunk_rows, fail)
     if not schema.columns:
         raise fail("<table>", "has_feature_columns", "no usable feature column (all constant, empty or text)")
     scanned = time.perf_counter()
@@ -490,8 +513,26 @@ def fit_preprocessing(
     rows = sample_positions(n, config.fit_sample, seed)  # the same rows Preprocessor.fit draws from a table
     pre.fit(table.frame if table.frame is not None and len(rows) == n else table.take(rows))
     fitted = time.perf_counter()
+    x = transform_table(pre, table, out=out, chunk_rows=chunk_rows)
+    logger.info(
+        "preprocessing: fitted on %d rows in %.1f s; transformed %s",
+        len(rows),
+        fitted - started,
+        _rate(n, time.perf_counter() - fitted),
+    )
+    return pre, x
+
+
+def transform_table(
+    pre: Preprocessor, table: ValidatedTable, *, out: Path | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> np.ndarray:
+    """Every row of the table through a fitted preprocessor, chunk by chunk, two chunks at a time.
+
+    With ``out`` the matrix is a memory-mapped ``.npy`` file there, otherwise an in-memory array.
+    """
+    n = table.n_rows
     shape = (n, len(pre.feature_names_out_))
-    dtype = np.float32 if float32 else np.float64
+    dtype = np.float32 if pre.float32 else np.float64
     x = np.lib.format.open_memmap(out, mode="w+", dtype=dtype, shape=shape) if out else np.empty(shape, dtype)
 
     def transform(chunk: pd.DataFrame) -> tuple[int, np.ndarray]:
@@ -505,13 +546,7 @@ def fit_preprocessing(
         x[start : start + len(block)] = block
     if isinstance(x, np.memmap):
         x.flush()
-    logger.info(
-        "preprocessing: fitted on %d rows in %.1f s; transformed %s",
-        len(rows),
-        fitted - started,
-        _rate(n, time.perf_counter() - fitted),
-    )
-    return pre, x
+    return x
 
 
 def fit_features(x: np.ndarray, config: FeaturizeConfig, *, seed: int) -> tuple[Featurizer, np.ndarray]:
@@ -886,26 +921,30 @@ def rebuild_insights(
         )
     if names:
         model = rename_segments(model, names, bundle_dir)
-    frame = model.validate(read_table(source), source=source)
+    if table_format(source) == "parquet":
+        # Read in chunks against the model's own schema: a table of millions of rows never sits in memory.
+        table = validate_source(source, DataConfig(), source=source, schema=model.schema)
+    else:
+        frame = model.validate(read_table(source), source=source)
+        table = ValidatedTable(
+            schema=model.schema,
+            report=ValidationReport(source=source, n_rows=len(frame), n_columns=frame.shape[1]),
+            frame=frame,
+        )
     labels_path = run_dir / "labels.parquet"
     if not labels_path.is_file():
         raise BundleError(f"{run_dir}: labels.parquet is missing; cannot rebuild the report")
     labels = pd.read_parquet(labels_path)["segment"].to_numpy().astype(np.int64)
-    if len(labels) != len(frame):
-        raise BundleError(f"{labels_path} has {len(labels)} rows, the training data {len(frame)}")
+    if len(labels) != table.n_rows:
+        raise BundleError(f"{labels_path} has {len(labels)} rows, the training data {table.n_rows}")
     history_path = run_dir / "loss_history.csv"
     history: list[dict[str, float]] = (
         [{str(k): float(v) for k, v in r.items()} for r in pd.read_csv(history_path).to_dict("records")]
         if history_path.is_file()
         else []
     )
-    x = model.preprocessor.transform(frame)
+    x = transform_table(model.preprocessor, table)
     seed = int(model.manifest.get("config", {}).get("seed", 0))
-    table = ValidatedTable(
-        schema=model.schema,
-        report=ValidationReport(source=source, n_rows=len(frame), n_columns=frame.shape[1]),
-        frame=frame,
-    )
     paths = write_insights(run_dir, model, table, labels, x, history, seed=seed)
     if names:
         paths["bundle"] = str(bundle_dir)
@@ -935,6 +974,8 @@ __all__ = [
     "previous_model",
     "rebuild_insights",
     "stage_keys",
+    "transform_table",
+    "validate_source",
     "validate_table",
     "write_insights",
     "write_run_outputs",
