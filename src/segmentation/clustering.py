@@ -199,18 +199,11 @@ class KMeansClusterer(_CentroidClusterer):
 
     kind = "kmeans"
 
-    def fit(self, z: np.ndarray, init: np.ndarray | None = None) -> Self:
-        """Fit k-means with ``config.n_clusters`` (set by the k search when not fixed).
-
-        Args:
-            z: rows to fit.
-            init: starting centroids (e.g. a fit on a sample); one Lloyd run from them instead of
-                ``n_init`` k-means++ restarts.
-        """
+    def fit(self, z: np.ndarray) -> Self:
+        """Fit k-means with ``config.n_clusters`` (set by the k search when not fixed)."""
         model = KMeans(
             n_clusters=self.config.n_clusters,
-            n_init=self.config.n_init if init is None else 1,
-            init="k-means++" if init is None else init,
+            n_init=self.config.n_init,
             max_iter=self.config.max_iter,
             random_state=self.seed,
         ).fit(z)
@@ -223,12 +216,11 @@ class MiniBatchKMeansClusterer(_CentroidClusterer):
 
     kind = "minibatch_kmeans"
 
-    def fit(self, z: np.ndarray, init: np.ndarray | None = None) -> Self:
-        """Fit mini-batch k-means (from ``init`` centroids when given, e.g. a fit on a sample)."""
+    def fit(self, z: np.ndarray) -> Self:
+        """Fit mini-batch k-means."""
         model = MiniBatchKMeans(
             n_clusters=self.config.n_clusters,
-            n_init=self.config.n_init if init is None else 1,
-            init="k-means++" if init is None else init,
+            n_init=self.config.n_init,
             batch_size=self.config.batch_size,
             random_state=self.seed,
         ).fit(z)
@@ -519,15 +511,18 @@ def sampled_silhouettes(
     xs = np.asarray(x[keep], dtype=np.float64)
     norms = (xs * xs).sum(axis=1)
     sums = [np.zeros((len(keep), len(counts[j]))) for j in usable]
+    memberships = []  # rows x clusters indicator of each labeling: distance sums per cluster are one product
+    for j in usable:
+        onehot = np.zeros((len(keep), len(counts[j])))
+        onehot[np.arange(len(keep)), codes[j]] = 1.0
+        memberships.append(onehot)
     for start in range(0, len(keep), block_rows):
         stop = min(start + block_rows, len(keep))
         d2 = norms[start:stop, None] - 2.0 * (xs[start:stop] @ xs.T) + norms[None, :]
         np.maximum(d2, 0.0, out=d2)
         dist = np.sqrt(d2)
         dist[np.arange(stop - start), np.arange(start, stop)] = 0.0  # a row's distance to itself
-        for slot, j in enumerate(usable):
-            onehot = np.zeros((len(keep), len(counts[j])))
-            onehot[np.arange(len(keep)), codes[j]] = 1.0
+        for slot, onehot in enumerate(memberships):
             sums[slot][start:stop] = dist @ onehot
     for slot, j in enumerate(usable):
         own = codes[j]

@@ -8,10 +8,11 @@ for a stage chain the key of the stage before it with the stage's own parameters
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,6 @@ from segmentation.config import (
 from segmentation.data.chunks import (
     DEFAULT_CHUNK_ROWS,
     PARQUET_ROW_GROUP,
-    TableInfo,
     map_chunks,
     read_ahead,
     read_columns,
@@ -72,7 +72,6 @@ from segmentation.data.validation import (
     ValidationReport,
     cc_general_schema,
     detect_id_column,
-    infer_schema,
     looks_like_cc_general,
     validate_frame,
 )
@@ -194,51 +193,30 @@ def validate_table(frame: pd.DataFrame, config: DataConfig, *, source: str, seed
     Raises:
         DataValidationError: with a report naming every failing column and check.
     """
-
-    def fail(column: str, check: str, example: str) -> DataValidationError:
-        return DataValidationError(
-            ValidationReport(
-                source=source,
-                n_rows=len(frame),
-                n_columns=frame.shape[1],
-                failures=[Failure(column=column, check=check, count=1, examples=[example])],
-            )
-        )
-
-    use_cc = config.schema_kind == "cc_general" or (
-        config.schema_kind == "auto" and looks_like_cc_general([str(c) for c in frame.columns])
-    )
-    if use_cc:
-        schema = cc_general_schema()
-    else:
-        id_column = config.id_column
-        if id_column is not None and id_column not in frame.columns:
-            raise fail(id_column, "missing_required_column", "configured ID column not in the table")
-        if id_column is None:
-            try:
-                id_column = detect_id_column(frame)
-            except ValueError as exc:
-                raise fail("<id>", "unambiguous_id_column", str(exc)) from exc
-        schema = infer_schema(
-            frame,
-            id_column,
-            max_categories=config.max_categories,
-            drop_columns=config.drop_columns,
-            reference_date=config.reference_date,
-            seed=seed,
-        )
-        if not schema.columns:
-            raise fail(
-                "<table>", "has_feature_columns", "no usable feature column (all constant, empty or text)"
-            )
+    fail = functools.partial(_one_failure, source, len(frame), frame.shape[1])
+    schema, _ = _choose_schema([frame], [str(c) for c in frame.columns], config, len(frame), seed, fail)
     validated, report = validate_frame(frame, schema, source=source)
     if not report.ok:
         raise DataValidationError(report)
+    _warn_ignored(schema)
+    return ValidatedTable(schema=schema, report=report, frame=validated)
+
+
+def _one_failure(
+    source: str, n_rows: int, n_columns: int, column: str, check: str, example: str
+) -> DataValidationError:
+    """A validation error with one failure (table-level problems found before the checks run)."""
+    failure = Failure(column=column, check=check, count=1, examples=[example])
+    return DataValidationError(
+        ValidationReport(source=source, n_rows=n_rows, n_columns=n_columns, failures=[failure])
+    )
+
+
+def _warn_ignored(schema: TableSchema) -> None:
     if schema.ignored_columns:
         logger.warning(
             "ignored columns (constant, free text or dropped): %s", ", ".join(schema.ignored_columns)
         )
-    return ValidatedTable(schema=schema, report=report, frame=validated)
 
 
 def _rate(rows: int, seconds: float) -> str:
@@ -298,31 +276,27 @@ def stage_parquet(path: str, target: Path) -> str:
     return str(target)
 
 
-def _scan_schema(
-    path: str,
-    info: TableInfo,
+def _choose_schema(
+    chunks: Iterable[pd.DataFrame],
+    columns: list[str],
     config: DataConfig,
     n_rows: int,
     seed: int,
-    chunk_rows: int,
     fail: Callable[[str, str, str], DataValidationError],
 ) -> tuple[TableSchema, list[np.ndarray]]:
-    """The first streaming pass: the schema (CC GENERAL's, or inferred from every row) and the IDs."""
+    """The ID column and schema (CC GENERAL's, or inferred from every row), and the IDs, in one pass.
+
+    A table in memory is one chunk; a file is read chunk by chunk (:func:`validate_source`).
+    """
     use_cc = config.schema_kind == "cc_general" or (
-        config.schema_kind == "auto" and looks_like_cc_general(info.columns)
+        config.schema_kind == "auto" and looks_like_cc_general(columns)
     )
     id_column = CC_GENERAL_ID if use_cc else config.id_column
-    if id_column is not None and id_column not in info.columns and not use_cc:
+    if id_column is not None and id_column not in columns and not use_cc:
         raise fail(id_column, "missing_required_column", "configured ID column not in the table")
     scan: SchemaScan | None = None
     id_parts: list[np.ndarray] = []
-    for chunk in tqdm(
-        read_ahead(path, chunk_rows=chunk_rows),
-        desc="scan",
-        total=-(-n_rows // chunk_rows),
-        disable=None,
-        leave=False,
-    ):
+    for chunk in chunks:
         if not use_cc and id_column is None and scan is None:
             try:
                 id_column = detect_id_column(chunk)
@@ -341,7 +315,10 @@ def _scan_schema(
             scan.update(chunk)
         if id_column is not None and id_column in chunk.columns:
             id_parts.append(chunk[id_column].to_numpy())
-    return (cc_general_schema() if use_cc else cast(SchemaScan, scan).schema()), id_parts
+    schema = cc_general_schema() if use_cc else cast(SchemaScan, scan).schema()
+    if not schema.columns:
+        raise fail("<table>", "has_feature_columns", "no usable feature column (all constant, empty or text)")
+    return schema, id_parts
 
 
 def validate_source(
@@ -386,11 +363,7 @@ def validate_source(
         ) from exc
     n_rows = int(info.n_rows or 0)
 
-    def fail(column: str, check: str, example: str) -> DataValidationError:
-        failure = Failure(column=column, check=check, count=1, examples=[example])
-        return DataValidationError(
-            ValidationReport(source=source, n_rows=n_rows, n_columns=len(info.columns), failures=[failure])
-        )
+    fail = functools.partial(_one_failure, source, n_rows, len(info.columns))
 
     if n_rows == 0:
         raise fail("<table>", "has_rows", "the table has a header but no rows")
@@ -407,9 +380,14 @@ def validate_source(
             else []
         )
     else:
-        schema, id_parts = _scan_schema(path, info, config, n_rows, seed, chunk_rows, fail)
-    if not schema.columns:
-        raise fail("<table>", "has_feature_columns", "no usable feature column (all constant, empty or text)")
+        chunks = tqdm(
+            read_ahead(path, chunk_rows=chunk_rows),
+            desc="scan",
+            total=-(-n_rows // chunk_rows),
+            disable=None,
+            leave=False,
+        )
+        schema, id_parts = _choose_schema(chunks, info.columns, config, n_rows, seed, fail)
     scanned = time.perf_counter()
     logger.info("scanned %s: %s", source, _rate(n_rows, scanned - started))
 
@@ -473,10 +451,7 @@ def validate_source(
     if not report.ok:
         raise DataValidationError(report)
     logger.info("validated %s: %s", source, _rate(n_rows, time.perf_counter() - scanned))
-    if schema.ignored_columns:
-        logger.warning(
-            "ignored columns (constant, free text or dropped): %s", ", ".join(schema.ignored_columns)
-        )
+    _warn_ignored(schema)
     sample = pd.concat(sample_parts) if sample_parts else None
     return ValidatedTable(schema=schema, report=report, path=path, n_rows=n_rows, ids=ids, sample=sample)
 

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from segmentation.config import PreprocessConfig
+from segmentation.data.chunks import sample_positions
 from segmentation.data.validation import TableSchema, parse_dates
 
 logger = logging.getLogger(__name__)
@@ -154,9 +155,8 @@ class Preprocessor:
     def fit(self, frame: pd.DataFrame) -> Self:
         """Estimate every parameter from the training table (a sample of rows for quantiles/skew)."""
         cfg = self.config
-        rng = np.random.default_rng(self.seed)
         n = len(frame)
-        idx = np.sort(rng.choice(n, cfg.fit_sample, replace=False)) if n > cfg.fit_sample else np.arange(n)
+        idx = sample_positions(n, cfg.fit_sample, self.seed)
         dense = self._dense_matrix(frame.iloc[idx])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are caught by validation

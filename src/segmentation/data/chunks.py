@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from segmentation.data.io import _open_binary, _sniff_delimiter, is_url, table_failure
+from segmentation.data.io import _open_binary, _sniff_delimiter, is_url, table_format
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -42,22 +42,6 @@ def sample_positions(n_rows: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_rows, size, replace=False))
 
 
-def table_format(path: str | Path) -> str:
-    """``"parquet"`` or ``"csv"`` from the file name.
-
-    Raises:
-        DataValidationError: any other suffix.
-    """
-    suffix = "".join(Path(str(path).split("://", 1)[-1]).suffixes[-2:]).lower()
-    if suffix.endswith((".parquet", ".pq")):
-        return "parquet"
-    if suffix.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
-        return "csv"
-    raise table_failure(
-        path, "known_format", f"unsupported file type {suffix or '(none)'!r}; use .csv or .parquet"
-    )
-
-
 def _parquet_file(path: str | Path) -> pq.ParquetFile:
     source: Any = _open_binary(path) if is_url(path) else str(path)
     return pq.ParquetFile(source)
@@ -74,12 +58,18 @@ class TableInfo:
     row_groups: list[int]  # rows per Parquet row group (empty for CSV)
 
 
+def _row_group_starts(meta: pq.FileMetaData) -> np.ndarray:
+    """First row of every row group, then the row count: group ``g`` is rows ``starts[g]:starts[g + 1]``."""
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
 def table_info(path: str | Path) -> TableInfo:
     """Columns and (for Parquet) row count and row groups, from the file's metadata only."""
     fmt = table_format(path)
     if fmt == "parquet":
         meta = _parquet_file(path).metadata
-        groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        groups = np.diff(_row_group_starts(meta)).tolist()
         return TableInfo(str(path), fmt, list(meta.schema.to_arrow_schema().names), meta.num_rows, groups)
     head = pd.read_csv(path, nrows=0, sep=_sniff_delimiter(path))
     return TableInfo(str(path), fmt, [str(c) for c in head.columns], None, [])
@@ -105,9 +95,7 @@ def iter_chunks(
     if table_format(path) == "parquet":
         pf = _parquet_file(path)
         meta = pf.metadata
-        starts = np.concatenate(
-            [[0], np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])]
-        )
+        starts = _row_group_starts(meta)
         groups = list(range(meta.num_row_groups)) if row_groups is None else list(row_groups)
         for group in groups:
             offset = int(starts[group])
@@ -198,8 +186,7 @@ def take_rows(path: str | Path, rows: np.ndarray, *, columns: Sequence[str] | No
         return pd.concat(parts) if parts else pd.DataFrame()
     pf = _parquet_file(path)
     meta = pf.metadata
-    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    starts = _row_group_starts(meta)
     pieces = []
     for group in range(meta.num_row_groups):
         lo, hi = int(starts[group]), int(starts[group + 1])

@@ -65,6 +65,22 @@ def table_failure(path: str | Path, check: str, detail: str) -> DataValidationEr
     return DataValidationError(report)
 
 
+def table_format(path: str | Path) -> str:
+    """``"parquet"`` or ``"csv"`` from the file name.
+
+    Raises:
+        DataValidationError: any other suffix.
+    """
+    suffix = "".join(Path(str(path).split("://", 1)[-1]).suffixes[-2:]).lower()
+    if suffix.endswith((".parquet", ".pq")):
+        return "parquet"
+    if suffix.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
+        return "csv"
+    raise table_failure(
+        path, "known_format", f"unsupported file type {suffix or '(none)'!r}; use .csv or .parquet"
+    )
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet customer table.
 
@@ -81,26 +97,17 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if not filesystem.exists(inner):
             raise FileNotFoundError(f"data file not found: {path}")
         size = int(filesystem.size(inner))
-        suffix = "".join(Path(inner).suffixes[-2:]).lower()
         source: Any = str(path)
     else:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"data file not found: {path}")
         size = path.stat().st_size
-        suffix = "".join(path.suffixes[-2:]).lower()
         source = path
     if size == 0:
         raise table_failure(path, "non_empty_file", "the file is empty (0 bytes)")
     try:
-        if suffix.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(source)
-        elif suffix.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
-            frame = _read_csv(source)
-        else:
-            raise table_failure(
-                path, "known_format", f"unsupported file type {suffix or '(none)'!r}; use .csv or .parquet"
-            )
+        frame = pd.read_parquet(source) if table_format(path) == "parquet" else _read_csv(source)
     except DataValidationError:
         raise
     except Exception as exc:  # pyarrow/pandas raise many types for garbage input
