@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from segmentation.bundle import load_bundle
-from segmentation.data.row_validation import row_failures
+from segmentation.data.row_validation import check_columns
 from segmentation.scoring import plan_scoring, read_chunk, score_chunk, score_table
 
 
@@ -52,13 +52,13 @@ def main() -> None:
         with threadpool_limits(limits=1):
             chunk = plan.chunks[0]
             began = time.perf_counter()
-            frame, _ = read_chunk(plan, chunk)
+            data = read_chunk(plan, chunk)
             t_read = time.perf_counter() - began
             began = time.perf_counter()
-            row_failures(frame, model.schema)
+            checked = check_columns(data.columns, model.schema, data.rows)
             t_valid = time.perf_counter() - began
             began = time.perf_counter()
-            x = model.preprocessor.transform(frame)
+            x = model.preprocessor.transform_columns(checked.columns, chunk.n_rows).T
             t_pre = time.perf_counter() - began
             began = time.perf_counter()
             z = model.featurizer.transform(x)

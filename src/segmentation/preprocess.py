@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import stats
 
 from segmentation.config import PreprocessConfig
 from segmentation.data.chunks import sample_positions
+from segmentation.data.row_validation import CheckedColumn, CheckedNumbers, boolean_values
 from segmentation.data.validation import TableSchema, parse_dates
 
 logger = logging.getLogger(__name__)
@@ -89,14 +93,17 @@ class Preprocessor:
         Dates are days before the reference date. Column by column, so profiles of millions of rows need
         one column's memory at a time, not the whole table's.
         """
+        return self.raw_values(frame[name], name)
+
+    def raw_values(self, series: pd.Series, name: str) -> np.ndarray:
+        """:meth:`raw_column` of a column given as a Series (``name`` says which schema column it is)."""
         spec = self.schema.column(name)
-        series = frame[name]
         if spec.kind == "datetime":
             ref = pd.Timestamp(str(self.schema.reference_date))
             days = (ref - parse_dates(series)).dt.total_seconds() / 86400.0
             values = days.to_numpy(dtype=np.float64, na_value=np.nan)
-        elif spec.kind == "boolean":
-            values = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+        elif spec.kind == "boolean":  # True/False, 0/1 or their text forms (a CSV chunk with a bad cell)
+            values = boolean_values(series).to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         values = np.array(values, dtype=np.float64)  # a private copy: never a view of the caller's frame
@@ -112,12 +119,11 @@ class Preprocessor:
         names = self._dense_columns
         rows = np.empty((len(names), len(frame)), dtype=np.float64)
         for j, name in enumerate(names):
-            self._raw_into(frame, name, rows[j])
+            self._raw_into(frame[name], name, rows[j])
         return rows
 
-    def _raw_into(self, frame: pd.DataFrame, name: str, out: np.ndarray) -> None:
+    def _raw_into(self, series: pd.Series, name: str, out: np.ndarray) -> None:
         """Write one dense column's raw values (NaN missing, infinities kept) into ``out``."""
-        series = frame[name]
         if (
             self.schema.column(name).kind == "numeric"
             and isinstance(series.dtype, np.dtype)
@@ -125,7 +131,7 @@ class Preprocessor:
         ):
             out[:] = series.to_numpy()  # plain NumPy numbers: cast straight into place
         else:
-            out[:] = self.raw_column(frame, name)
+            out[:] = self.raw_values(series, name)
 
     def _dense_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         rows = self._dense_rows(frame)
@@ -139,17 +145,13 @@ class Preprocessor:
         """
         return pd.DataFrame(self._dense_matrix(frame), columns=self._dense_columns, index=frame.index)
 
-    def _onehot(self, frame: pd.DataFrame) -> np.ndarray:
-        dtype = np.float32 if self.float32 else np.float64
-        blocks = []
-        for name in self._categorical_columns:
-            levels = list(self.schema.column(name).categories)
-            codes = pd.Categorical(frame[name].astype("string"), categories=levels).codes
-            block = np.zeros((len(frame), len(levels)), dtype=dtype)
-            known = codes >= 0
-            block[np.flatnonzero(known), codes[known]] = 1.0
-            blocks.append(block)
-        return np.hstack(blocks) if blocks else np.empty((len(frame), 0), dtype=dtype)
+    @staticmethod
+    def _category_codes(column: pd.Series | pa.Array, levels: list[str]) -> np.ndarray:
+        """Index of each value among ``levels`` (-1: missing or unseen), from pandas or Arrow text."""
+        if isinstance(column, pd.Series):
+            return np.asarray(pd.Categorical(column.astype("string"), categories=levels).codes)
+        codes = pc.index_in(column, value_set=pa.array(levels, type=column.type))
+        return pc.fill_null(codes, -1).to_numpy().astype(np.int64, copy=False)
 
     # ------------------------------------------------------------------------------------- fit
     def fit(self, frame: pd.DataFrame) -> Self:
@@ -220,33 +222,91 @@ class Preprocessor:
 
     # ------------------------------------------------------------------------------- transform
     def transform(self, frame: pd.DataFrame, chunk_rows: int = 250_000) -> np.ndarray:
-        """Encode and transform rows with the fitted parameters (chunked to bound memory)."""
+        """Encode and transform rows with the fitted parameters (chunked to bound memory).
+
+        Returns:
+            A row-major ``(rows, features out)`` matrix: :meth:`transform_columns` of each chunk,
+            transposed.
+        """
         dtype = np.float32 if self.float32 else np.float64
         out = np.empty((len(frame), len(self.feature_names_out_)), dtype=dtype)
-        n_dense = len(self._dense_columns)
         for start in range(0, len(frame), chunk_rows):
             part = frame.iloc[start : start + chunk_rows]
-            # Column by column, in place, while the column is in cache: one contiguous row per column of a
-            # (columns x rows) array: impute, clip, unskew, centre, scale. With float32 output the work is
-            # done in float32 too: NumPy's float32 log1p/expm1 are vectorised, six times faster than
-            # float64 here, and training and scoring share this code, so they agree exactly.
-            rows = np.empty((n_dense, len(part)), dtype=dtype)
-            for j, name in enumerate(self._dense_columns):
-                row = rows[j]
-                self._raw_into(part, name, row)
-                np.copyto(row, self.impute_[j], where=~np.isfinite(row))
-                np.clip(row, self.clip_low_[j], self.clip_high_[j], out=row)
-                if self.skewed_[j]:
-                    unskewed = self._unskew(row, j)
-                    if unskewed is not row:
-                        row[:] = unskewed
-                np.subtract(row, self.center_[j], out=row)
-                np.divide(row, self.scale_[j], out=row)
+            columns = {name: part[name] for name in self.schema.feature_names}
+            rows = self.transform_columns(columns, len(part))
             block = out[start : start + len(part)]
             for lo in range(0, len(part), _TRANSPOSE_ROWS):  # cache-sized blocks for the transpose
-                block[lo : lo + _TRANSPOSE_ROWS, :n_dense] = rows[:, lo : lo + _TRANSPOSE_ROWS].T
-            block[:, n_dense:] = self._onehot(part)
+                block[lo : lo + _TRANSPOSE_ROWS] = rows[:, lo : lo + _TRANSPOSE_ROWS].T
         return out
+
+    def transform_columns(self, columns: Mapping[str, CheckedColumn], n_rows: int) -> np.ndarray:
+        """Transform columns into a column-major ``(features out, rows)`` block (one row per feature).
+
+        Training, serving and batch scoring all come through here, so they agree bit for bit. Each dense
+        column is worked on in place while it is in cache: impute, clip, unskew, centre, scale. With float32
+        output the work is done in float32 too (NumPy's float32 ``log1p``/``expm1`` are vectorised, six
+        times faster than float64 here).
+
+        Args:
+            columns: every feature column: a pandas Series (any values; infinities are treated as missing),
+                :class:`~segmentation.data.row_validation.CheckedNumbers` (known finite, NaN where
+                missing: read without a copy), or Arrow text for a categorical feature.
+            n_rows: the length of every column.
+
+        Returns:
+            Preprocessed features: row ``j`` is feature ``feature_names_out_[j]``. Its transpose is the
+            ``(rows, features)`` matrix featurizers take; they accept either memory layout.
+        """
+        dtype = np.float32 if self.float32 else np.float64
+        block = np.empty((len(self.feature_names_out_), n_rows), dtype=dtype)
+        imputed = self._imputed(dtype)
+        for j, name in enumerate(self._dense_columns):
+            row, column = block[j], columns[name]
+            # Clipping a float32 value at the float32-rounded bounds gives exactly what float64 bounds give.
+            low, high = dtype(self.clip_low_[j]), dtype(self.clip_high_[j])
+            if isinstance(column, CheckedNumbers):
+                # Clip while copying; a missing value becomes what imputing then clipping gives.
+                with np.errstate(invalid="ignore"):
+                    if column.values.dtype == dtype:
+                        np.clip(column.values, low, high, out=row)
+                    else:
+                        row[:] = column.values
+                        np.clip(row, low, high, out=row)
+                if column.missing is not None:
+                    row[column.missing] = imputed[j]
+            elif isinstance(column, pd.Series):
+                self._raw_into(column, name, row)
+                np.copyto(row, self.impute_[j], where=~np.isfinite(row))
+                np.clip(row, low, high, out=row)
+            else:
+                raise TypeError(f"column {name!r}: expected a Series or CheckedNumbers, got {type(column)}")
+            if self.skewed_[j]:
+                unskewed = self._unskew(row, j)
+                if unskewed is not row:
+                    row[:] = unskewed
+            # Parameters in the work dtype: a float64 scalar would run the float32 column through float64
+            # loops (eight times slower).
+            np.subtract(row, dtype(self.center_[j]), out=row)
+            np.divide(row, dtype(self.scale_[j]), out=row)
+        start = len(self._dense_columns)
+        for name in self._categorical_columns:
+            levels = list(self.schema.column(name).categories)
+            onehot = block[start : start + len(levels)]
+            onehot[:] = 0.0
+            column = columns[name]
+            if isinstance(column, CheckedNumbers):
+                raise TypeError(f"column {name!r} is categorical: expected text, got numbers")
+            codes = self._category_codes(column, levels)
+            known = np.flatnonzero(codes >= 0)
+            onehot[codes[known], known] = 1.0
+            start += len(levels)
+        return block
+
+    def _imputed(self, dtype: type[np.floating[Any]]) -> np.ndarray:
+        """The value a missing entry of each dense column has after imputing and clipping."""
+        value = self.impute_.astype(dtype)
+        np.clip(value, self.clip_low_.astype(dtype), self.clip_high_.astype(dtype), out=value)
+        return value
 
     def _unskew(self, values: np.ndarray, j: int) -> np.ndarray:
         """The skew transform of dense column ``j`` (in place when every value is non-negative)."""

@@ -1,7 +1,7 @@
 """Batch scoring: a whole customer table through a model bundle, in chunks, restartable.
 
 The table is split into chunks (Parquet: whole row groups, coalesced up to ``chunk_rows``; CSV: ranges of
-rows). Each chunk is read, validated row by row (:func:`segmentation.data.row_validation.row_failures`),
+rows). Each chunk is read, validated (:func:`segmentation.data.row_validation.check_columns`),
 its valid rows scored, and written as a *part* (scored rows + rejects + a small JSON marker written last)
 into a staging directory beside the output::
 
@@ -51,7 +51,13 @@ from threadpoolctl import threadpool_limits
 from segmentation.bundle import SegmentationModel, bundle_digest, load_bundle
 from segmentation.data.chunks import DEFAULT_CHUNK_ROWS, PARQUET_ROW_GROUP, table_format, table_info
 from segmentation.data.io import _sniff_delimiter, atomic_path, file_digest, write_json
-from segmentation.data.row_validation import boolean_values, require_columns, row_failures
+from segmentation.data.row_validation import (
+    CheckedColumns,
+    ColumnData,
+    check_columns,
+    column_rows,
+    require_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -254,19 +260,34 @@ def plan_scoring(
 
 
 # ----------------------------------------------------------------------------------------- read
-def read_chunk(plan: ScoringPlan, chunk: Chunk) -> tuple[pd.DataFrame, pa.Array | None]:
-    """The chunk's feature columns as a frame indexed by global row number, and its ID column (Arrow).
+@dataclass
+class ChunkData:
+    """One chunk as read: its feature columns, row numbers and IDs.
 
-    The ID column stays in Arrow (never converted to Python objects): it is only filtered and written.
+    Attributes:
+        columns: every feature column, as Arrow data (Parquet: never converted to pandas) or pandas
+            Series (CSV).
+        rows: the global row number of every row.
+        ids: the ID column (Arrow; never converted to Python objects: it is only filtered and written),
+            or None.
     """
+
+    columns: dict[str, ColumnData]
+    rows: np.ndarray
+    ids: pa.Array | None
+
+
+def read_chunk(plan: ScoringPlan, chunk: Chunk) -> ChunkData:
+    """The chunk's feature columns and IDs."""
     features = [c for c in plan.columns if c != plan.id_column]
     ids: pa.Array | None = None
+    columns: dict[str, ColumnData]
     if plan.format == "parquet":
         table = pq.ParquetFile(plan.data).read_row_groups(list(chunk.row_groups), columns=list(plan.columns))
         if plan.id_column:
             ids = table.column(plan.id_column).combine_chunks()
-            table = table.drop_columns([plan.id_column])
-        frame = table.to_pandas(split_blocks=True, self_destruct=True)
+        columns = {name: table.column(name) for name in features}
+        n_rows = table.num_rows
     else:
         frame = pd.read_csv(
             plan.data,
@@ -278,11 +299,11 @@ def read_chunk(plan: ScoringPlan, chunk: Chunk) -> tuple[pd.DataFrame, pa.Array 
         )
         if plan.id_column:
             ids = pa.array(frame.pop(plan.id_column), type=pa.string())
-        frame = frame[features]
-    if len(frame) != chunk.n_rows:
-        raise OSError(f"{plan.data}: chunk {chunk.index} has {len(frame)} rows, expected {chunk.n_rows}")
-    frame.index = pd.RangeIndex(chunk.start, chunk.stop)
-    return frame, ids
+        columns = {name: frame[name] for name in features}
+        n_rows = len(frame)
+    if n_rows != chunk.n_rows:
+        raise OSError(f"{plan.data}: chunk {chunk.index} has {n_rows} rows, expected {chunk.n_rows}")
+    return ChunkData(columns, np.arange(chunk.start, chunk.stop, dtype=np.int64), ids)
 
 
 # ---------------------------------------------------------------------------------------- score
@@ -292,48 +313,39 @@ def _text_column(values: np.ndarray, labels: Sequence[str]) -> pa.Array:
     return dictionary.cast(pa.string())
 
 
-MODEL_BLOCK_ROWS = 65_536
-"""Rows per pass through the model inside a chunk: work arrays of about 30 MB at 120 columns, so four
-passes per 262k-row chunk. Smaller blocks bound memory further but pay the per-column Python overhead of
-the preprocessing more often (16,384 rows: 372k rows/s; 65,536: 404k rows/s, 2 threads, 2M x 120).
-A row's result does not depend on the block size (tested bit for bit against whole-table prediction)."""
+MODEL_BLOCK_ROWS = 65536
+"""Rows per pass through the featurizer and clusterer inside a chunk: work arrays of about 30 MB at 120
+columns, so four passes per 262k-row chunk. A row's result does not depend on the block size (tested bit
+for bit against whole-table prediction)."""
 
 
-def _assign(
-    model: SegmentationModel, frame: pd.DataFrame, valid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Segment and confidence of the valid rows of ``frame``, block by block.
+def _assign(model: SegmentationModel, checked: CheckedColumns) -> tuple[np.ndarray, np.ndarray]:
+    """Segment and confidence of the valid rows, block by block.
 
-    Only a block that holds invalid rows is filtered (a copy of that block), never the whole chunk.
+    Each block goes through preprocessing, featurizer and clusterer while its work arrays are in cache
+    (invalid rows too: their values are never used); only a block that holds invalid rows is filtered (a
+    copy of that block) before the model.
     """
+    valid = checked.valid
     n_valid = int(valid.sum())
     labels = np.empty(n_valid, dtype=np.int64)
     confidence = np.empty(n_valid, dtype=np.float32)
     done = 0
-    for lo in range(0, len(frame), MODEL_BLOCK_ROWS):
-        block = frame.iloc[lo : lo + MODEL_BLOCK_ROWS]
-        keep = valid[lo : lo + MODEL_BLOCK_ROWS]
-        if not keep.all():
-            block = block.iloc[np.flatnonzero(keep)]
-        if not len(block):
+    for lo in range(0, len(valid), MODEL_BLOCK_ROWS):
+        hi = min(lo + MODEL_BLOCK_ROWS, len(valid))
+        keep = valid[lo:hi]
+        if not keep.any():
             continue
-        block = _booleans_as_numbers(model, block)
-        _, z = model.transform(block)
-        block_labels, block_confidence, _ = model.clusterer.predict_details(z)
+        columns = {name: column_rows(column, lo, hi) for name, column in checked.columns.items()}
+        with np.errstate(all="ignore"):  # invalid rows may hold anything until they are dropped
+            block = model.preprocessor.transform_columns(columns, hi - lo).T
+        if not keep.all():
+            block = block[np.flatnonzero(keep)]
+        block_labels, block_confidence, _ = model.clusterer.predict_details(model.featurizer.transform(block))
         labels[done : done + len(block)] = block_labels
         confidence[done : done + len(block)] = block_confidence
         done += len(block)
     return labels, confidence
-
-
-def _booleans_as_numbers(model: SegmentationModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """Boolean columns that arrive as text ("True", "0": CSV) as numbers, which the preprocessor reads."""
-    text = {
-        spec.name: boolean_values(frame[spec.name])
-        for spec in model.schema.columns
-        if spec.kind == "boolean" and not pd.api.types.is_bool_dtype(frame[spec.name].dtype)
-    }
-    return frame.assign(**text) if text else frame
 
 
 def _segment_codes(model: SegmentationModel, labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -345,37 +357,38 @@ def _segment_codes(model: SegmentationModel, labels: np.ndarray) -> tuple[np.nda
     return lookup[labels + 1], [*(names[int(i)] for i in ids), NOISE_NAME]
 
 
-def score_frame(
+def score_columns(
     model: SegmentationModel,
-    frame: pd.DataFrame,
+    data: ChunkData,
     *,
     model_version: str,
-    ids: pa.Array | None = None,
     id_column: str | None = None,
 ) -> tuple[pa.Table, pd.DataFrame]:
     """Validate and score rows: the scored valid rows, and one line per failed check of the others.
 
     Args:
         model: the loaded model.
-        frame: rows indexed by their row number in the table.
+        data: the rows' feature columns, row numbers and (optionally) IDs.
         model_version: the label written into every scored row.
-        ids: the rows' IDs (same length as ``frame``), or None to write ``row`` instead.
-        id_column: the ID column's name in the output.
+        id_column: the ID column's name in the output (``row`` is written instead when it or the IDs are
+            missing).
 
     Returns:
         ``(scored, rejects)``: an Arrow table (ID or ``row``, ``segment``, ``segment_name``,
         ``confidence``, ``model_version``) and a rejects frame (``row``, ``id``, ``column``, ``check``,
         ``value``).
     """
-    valid, rejects = row_failures(frame, model.schema)
-    rows = frame.index.to_numpy().astype(np.int64, copy=False)
+    checked = check_columns(data.columns, model.schema, data.rows)
+    valid, rejects = checked.valid, checked.rejects
     all_valid = bool(valid.all())
-    labels, confidence = _assign(model, frame, valid)
+    labels, confidence = _assign(model, checked)
     codes, segment_names = _segment_codes(model, labels)
     columns: dict[str, pa.Array] = {}
+    ids = data.ids
     if ids is not None and id_column:
         columns[id_column] = ids if all_valid else ids.filter(pa.array(valid))
     else:
+        rows = data.rows
         columns[ROW_COLUMN] = pa.array(rows if all_valid else rows[valid], type=pa.int64())
     columns["segment"] = pa.array(labels.astype(np.int32, copy=False), type=pa.int32())
     columns["segment_name"] = _text_column(codes, segment_names)
@@ -384,8 +397,8 @@ def score_frame(
     scored = pa.table(columns)
     if len(rejects):
         if ids is not None:
-            positions = pa.array(frame.index.get_indexer(pd.Index(rejects["row"])), type=pa.int64())
-            rejects.insert(1, "id", pc.take(ids, positions).cast(pa.string()).to_pylist())
+            positions = np.searchsorted(data.rows, rejects["row"].to_numpy())
+            rejects.insert(1, "id", pc.take(ids, pa.array(positions)).cast(pa.string()).to_pylist())
         else:
             rejects.insert(1, "id", None)
     else:
@@ -393,10 +406,27 @@ def score_frame(
     return scored, rejects
 
 
+def score_frame(
+    model: SegmentationModel,
+    frame: pd.DataFrame,
+    *,
+    model_version: str,
+    ids: pa.Array | None = None,
+    id_column: str | None = None,
+) -> tuple[pa.Table, pd.DataFrame]:
+    """:func:`score_columns` of an in-memory frame whose index holds the row numbers."""
+    data = ChunkData(
+        {name: frame[name] for name in frame.columns},
+        frame.index.to_numpy().astype(np.int64, copy=False),
+        ids,
+    )
+    return score_columns(model, data, model_version=model_version, id_column=id_column)
+
+
 def score_chunk(model: SegmentationModel, plan: ScoringPlan, chunk: Chunk) -> tuple[pa.Table, pd.DataFrame]:
     """Read, validate and score one chunk (nothing is written)."""
-    frame, ids = read_chunk(plan, chunk)
-    return score_frame(model, frame, model_version=plan.model_version, ids=ids, id_column=plan.id_column)
+    data = read_chunk(plan, chunk)
+    return score_columns(model, data, model_version=plan.model_version, id_column=plan.id_column)
 
 
 def _part_paths(plan: ScoringPlan, index: int) -> tuple[Path, Path, Path]:

@@ -72,14 +72,28 @@ class PCAFeaturizer(Featurizer):
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Project onto the kept components."""
-        z = np.empty((len(x), self.n_components_), dtype=np.float32)
-        for start in range(0, len(x), _CHUNK):  # chunks: no centred copy of the whole matrix
-            z[start : start + _CHUNK] = (
-                np.asarray(x[start : start + _CHUNK], dtype=np.float32) - self.mean_
-            ) @ (self.components_.T)
+        """Project onto the kept components, ``x @ P - mean @ P`` (``P``: components, whitened if asked).
+
+        The centring is folded into one offset per component, so no centred copy of the rows is made.
+        Rows are projected in chunks straight into the output. A column-major ``x`` (the transpose of a
+        preprocessed block) gives a column-major result, computed as ``P.T @ x.T``: the same products in
+        the orientation BLAS runs fastest for that layout.
+        """
+        projection = self.components_.T.astype(np.float32)
         if self.whiten:
-            z /= np.sqrt(self.explained_variance_)
+            projection = projection / np.sqrt(self.explained_variance_).astype(np.float32)
+        offset = self.mean_.astype(np.float32) @ projection
+        columns_first = x.ndim == 2 and not x.flags.c_contiguous and x.T.flags.c_contiguous
+        k = projection.shape[1]
+        z = np.empty((k, len(x)), dtype=np.float32).T if columns_first else np.empty((len(x), k), np.float32)
+        for start in range(0, len(x), _CHUNK):
+            rows = np.asarray(x[start : start + _CHUNK], dtype=np.float32)
+            out = z[start : start + _CHUNK]
+            if columns_first:
+                np.matmul(projection.T, rows.T, out=out.T)
+            else:
+                np.matmul(rows, projection, out=out)
+            out -= offset
         return z
 
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
