@@ -195,7 +195,6 @@ class CheckedNumbers:
     values: np.ndarray
     missing: np.ndarray | None = None
 
-
     def rows(self, start: int, stop: int) -> CheckedNumbers:
         """Rows ``start:stop`` (views; missing positions renumbered from ``start``)."""
         missing = self.missing
