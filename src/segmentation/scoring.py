@@ -313,7 +313,7 @@ def _text_column(values: np.ndarray, labels: Sequence[str]) -> pa.Array:
     return dictionary.cast(pa.string())
 
 
-MODEL_BLOCK_ROWS = 65536
+MODEL_BLOCK_ROWS = 32_768
 """Rows per pass through the featurizer and clusterer inside a chunk: work arrays of about 30 MB at 120
 columns, so four passes per 262k-row chunk. A row's result does not depend on the block size (tested bit
 for bit against whole-table prediction)."""

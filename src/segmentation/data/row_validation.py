@@ -189,7 +189,8 @@ class CheckedNumbers:
 
     Attributes:
         values: the column as float or integer numbers (a view of the caller's data: never modified).
-        missing: positions of the missing values (NaN in ``values``), or None when nothing is missing.
+        missing: positions of the missing values (NaN, or anything, in ``values``), or None when nothing is
+            missing.
     """
 
     values: np.ndarray
@@ -243,53 +244,70 @@ def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column
 
 
-def _plain_numbers(spec: ColumnSpec, column: ColumnData) -> np.ndarray | None:
-    """The column as a NumPy number array (NaN for missing) when it is held as numbers, else None.
+def _null_positions(array: pa.Array) -> np.ndarray | None:
+    """Positions of the nulls of an Arrow array (from its validity bitmap), or None without nulls."""
+    if not array.null_count:
+        return None
+    bitmap = np.frombuffer(array.buffers()[0], dtype=np.uint8)
+    present = np.unpackbits(bitmap, count=len(array) + array.offset, bitorder="little")[array.offset :]
+    return np.flatnonzero(present == 0)
 
-    Arrow floats and integers are read with nulls as NaN (integers with nulls widen to float64, as pandas
-    reads them); Arrow or NumPy booleans become 0.0/1.0. Anything else (text, dates, pandas extension
-    types) is None: it takes the row-by-row route.
+
+def _arrow_values(array: pa.Array) -> np.ndarray:
+    """The data buffer of a fixed-width Arrow number array, without a copy (null slots: undefined)."""
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
+def _plain_numbers(spec: ColumnSpec, column: ColumnData) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The column as NumPy numbers and the positions of its Arrow nulls, when it is held as numbers.
+
+    Arrow floats and integers are read without a copy: the values at null positions are undefined (the
+    nulls' positions say which). pandas columns hold NaN where missing (no positions). Booleans (Arrow or
+    NumPy) become 0.0/1.0 with NaN for nulls. Anything else (text, dates, pandas extension types) is None:
+    it takes the row-by-row route.
     """
     if isinstance(column, pd.Series):
         dtype = column.dtype
         if not isinstance(dtype, np.dtype):
             return None
         if spec.kind == "numeric" and dtype.kind in "fiu":
-            return column.to_numpy()
+            return column.to_numpy(), None
         if spec.kind == "boolean" and dtype.kind == "b":
-            return column.to_numpy(dtype=np.float64)
+            return column.to_numpy(dtype=np.float64), None
         return None
     array = _combined(column)
     kind = array.type
     if spec.kind == "boolean" and pa.types.is_boolean(kind):
-        return pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy()
-    if spec.kind != "numeric":
-        return None
-    if pa.types.is_integer(kind):
-        if array.null_count:
-            return pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy()
-        return array.to_numpy()
-    if pa.types.is_float32(kind) or pa.types.is_float64(kind):
-        if array.null_count:
-            array = pc.fill_null(array, pa.scalar(np.nan, type=kind))
-        return array.to_numpy()
+        return pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(), None
+    if spec.kind == "numeric" and (
+        pa.types.is_integer(kind) or pa.types.is_float32(kind) or pa.types.is_float64(kind)
+    ):
+        return _arrow_values(array), _null_positions(array)
     return None
 
 
-def _checked_numbers(spec: ColumnSpec, values: np.ndarray) -> CheckedNumbers | None:
+def _checked_numbers(
+    spec: ColumnSpec, values: np.ndarray, nulls: np.ndarray | None = None
+) -> CheckedNumbers | None:
     """``values`` as :class:`CheckedNumbers` when the whole column passes, else None (check row by row).
 
-    Two or three reductions instead of one mask per check: the minimum (NaN if anything is missing), the
-    maximum and, only when values are missing, their positions. A column passes when nothing is missing
-    (or it is nullable) and every present value lies within the bounds; infinities never do, as the
-    bounds default to the largest finite float. Equivalent to :func:`_numeric_checks` finding nothing.
+    Two or three reductions instead of one mask per check: the minimum (NaN if a value is NaN), the
+    maximum and, only for NaN in a pandas column, their positions. A column passes when nothing is
+    missing (or it is nullable) and every present value lies within the bounds; infinities never do, as
+    the bounds default to the largest finite float. Equivalent to :func:`_numeric_checks` finding nothing.
+    With Arrow nulls (``nulls``: their positions), the minimum and maximum also see the undefined values
+    in the null slots: a column can only fail spuriously (and then be checked row by row), never pass
+    wrongly; a NaN anywhere sends it row by row too.
     """
+    if nulls is not None and not spec.nullable:
+        return None
     if not len(values):
         return CheckedNumbers(values)
-    missing = None
+    missing = nulls
     low = values.min()
     if values.dtype.kind == "f" and np.isnan(low):
-        if not spec.nullable:
+        if nulls is not None or not spec.nullable:
             return None
         missing = np.flatnonzero(np.isnan(values))
         if len(missing) == len(values):
@@ -304,9 +322,9 @@ def _checked_numbers(spec: ColumnSpec, values: np.ndarray) -> CheckedNumbers | N
 
 def _passes_whole(spec: ColumnSpec, column: ColumnData) -> CheckedColumn | None:
     """The column itself when it passes as a whole without row masks, else None."""
-    values = _plain_numbers(spec, column)
-    if values is not None:
-        return _checked_numbers(spec, values)
+    numbers = _plain_numbers(spec, column)
+    if numbers is not None:
+        return _checked_numbers(spec, *numbers)
     if spec.kind == "categorical" and not isinstance(column, pd.Series):
         array = _combined(column)
         if (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)) and (
