@@ -259,35 +259,36 @@ class Preprocessor:
         """
         dtype = np.float32 if self.float32 else np.float64
         block = np.empty((len(self.feature_names_out_), n_rows), dtype=dtype)
-        imputed = self._imputed(dtype)
-        for j, name in enumerate(self._dense_columns):
-            row, column = block[j], columns[name]
-            # Clipping a float32 value at the float32-rounded bounds gives exactly what float64 bounds give.
-            low, high = dtype(self.clip_low_[j]), dtype(self.clip_high_[j])
-            if isinstance(column, CheckedNumbers):
-                # Clip while copying; a missing value becomes what imputing then clipping gives.
-                with np.errstate(invalid="ignore"):
-                    if column.values.dtype == dtype:
-                        np.clip(column.values, low, high, out=row)
+        # Parameters in the work dtype: a float64 scalar would run a float32 column through float64 loops
+        # (eight times slower). Clipping a float32 value at float32-rounded bounds gives exactly what the
+        # float64 bounds give.
+        lows, highs = self.clip_low_.astype(dtype), self.clip_high_.astype(dtype)
+        centers, scales = self.center_.astype(dtype), self.scale_.astype(dtype)
+        imputed = np.clip(self.impute_.astype(dtype), lows, highs)  # a missing value, imputed and clipped
+        skewed = self.skewed_.tolist()
+        with np.errstate(invalid="ignore"):  # NaN or garbage in the rows of invalid values: never used
+            for j, name in enumerate(self._dense_columns):
+                row, column = block[j], columns[name]
+                if isinstance(column, CheckedNumbers):
+                    if column.values.dtype == dtype:  # clip while copying
+                        np.clip(column.values, lows[j], highs[j], out=row)
                     else:
                         row[:] = column.values
-                        np.clip(row, low, high, out=row)
-                if column.missing is not None:
-                    row[column.missing] = imputed[j]
-            elif isinstance(column, pd.Series):
-                self._raw_into(column, name, row)
-                np.copyto(row, self.impute_[j], where=~np.isfinite(row))
-                np.clip(row, low, high, out=row)
-            else:
-                raise TypeError(f"column {name!r}: expected a Series or CheckedNumbers, got {type(column)}")
-            if self.skewed_[j]:
-                unskewed = self._unskew(row, j)
-                if unskewed is not row:
-                    row[:] = unskewed
-            # Parameters in the work dtype: a float64 scalar would run the float32 column through float64
-            # loops (eight times slower).
-            np.subtract(row, dtype(self.center_[j]), out=row)
-            np.divide(row, dtype(self.scale_[j]), out=row)
+                        np.clip(row, lows[j], highs[j], out=row)
+                    if column.missing is not None:
+                        row[column.missing] = imputed[j]
+                elif isinstance(column, pd.Series):
+                    self._raw_into(column, name, row)
+                    np.copyto(row, self.impute_[j], where=~np.isfinite(row))
+                    np.clip(row, lows[j], highs[j], out=row)
+                else:
+                    raise TypeError(f"column {name!r}: expected a Series or CheckedNumbers, got {type(column)}")
+                if skewed[j]:
+                    unskewed = self._unskew(row, j)
+                    if unskewed is not row:
+                        row[:] = unskewed
+                np.subtract(row, centers[j], out=row)
+                np.divide(row, scales[j], out=row)
         start = len(self._dense_columns)
         for name in self._categorical_columns:
             levels = list(self.schema.column(name).categories)
@@ -301,12 +302,6 @@ class Preprocessor:
             onehot[codes[known], known] = 1.0
             start += len(levels)
         return block
-
-    def _imputed(self, dtype: type[np.floating[Any]]) -> np.ndarray:
-        """The value a missing entry of each dense column has after imputing and clipping."""
-        value = self.impute_.astype(dtype)
-        np.clip(value, self.clip_low_.astype(dtype), self.clip_high_.astype(dtype), out=value)
-        return value
 
     def _unskew(self, values: np.ndarray, j: int) -> np.ndarray:
         """The skew transform of dense column ``j`` (in place when every value is non-negative)."""
