@@ -15,6 +15,7 @@ from segmentation.clustering import (
     NOISE,
     Clusterer,
     DBSCANClusterer,
+    _centroid_details,
     _size_order,
     clusterer_from_state,
     fit_clusterer,
@@ -29,6 +30,7 @@ from segmentation.config import (
     KSearch,
     MiniBatchKMeansConfig,
 )
+from segmentation.features.pca import PCAFeaturizer
 
 CENTERS = np.array([[0.0, 0.0, 0.0], [8.0, 0.0, 0.0], [0.0, 8.0, 0.0], [0.0, 0.0, 8.0]])
 # Unequal blob sizes so the size order is unambiguous.
@@ -326,3 +328,50 @@ def test_shared_distance_silhouettes_equal_one_at_a_time() -> None:
     assert sampled == pytest.approx(
         [sampled_silhouette(x, labels, 800, 9) for labels in labelings[:3]], rel=1e-5
     )
+
+
+# ------------------------------------------------------------------------------ nearest-centroid sweep
+def test_centroid_details_match_exact_distances_in_either_layout() -> None:
+    rng = np.random.default_rng(5)
+    centers = rng.normal(0, 3, (7, 16)).astype(np.float32)
+    z = rng.normal(0, 3, (5000, 16)).astype(np.float32)
+    labels, confidence, dist = _centroid_details(z, centers)
+
+    exact = np.sqrt(((z[:, None, :].astype(np.float64) - centers[None, :, :]) ** 2).sum(-1))
+    ordered = np.sort(exact, axis=1)
+    assert np.array_equal(labels, exact.argmin(axis=1))
+    assert np.allclose(dist, exact, atol=1e-4)
+    assert np.allclose(confidence, 1 - ordered[:, 0] / ordered[:, 1], atol=1e-5)
+    # Row-major (training, serving) and column-major (batch scoring) features give the same bits.
+    for other in _centroid_details(np.asfortranarray(z), centers), _centroid_details(z[:1234], centers):
+        n = len(other[0])
+        assert np.array_equal(other[0], labels[:n])
+        assert np.array_equal(other[1], confidence[:n])
+        assert np.array_equal(other[2], dist[:n])
+
+
+def test_centroid_details_ties_go_to_the_lower_index_with_zero_confidence() -> None:
+    centers = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 5.0]], dtype=np.float32)
+    labels, confidence, _ = _centroid_details(np.array([[0.0, 0.0], [0.9, 0.0]], dtype=np.float32), centers)
+    assert labels.tolist() == [0, 0]
+    assert confidence[0] == 0.0
+    assert 0.0 < confidence[1] < 1.0
+    single, ones, _ = _centroid_details(np.zeros((3, 2), np.float32), centers[:1])
+    assert single.tolist() == [0, 0, 0]
+    assert ones.tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+def test_pca_projection_is_the_centred_product_in_either_layout(whiten: bool) -> None:
+    rng = np.random.default_rng(8)
+    x = (rng.normal(0, 1, (70_000, 12)) @ rng.normal(0, 1, (12, 12)) + 3.0).astype(np.float32)
+    pca = PCAFeaturizer(n_components=5, whiten=whiten).fit(x)
+    z = pca.transform(x)
+    expected = (x.astype(np.float64) - pca.mean_) @ pca.components_.T.astype(np.float64)
+    if whiten:
+        expected /= np.sqrt(pca.explained_variance_)
+    assert z.dtype == np.float32
+    assert np.allclose(z, expected, atol=1e-3 * np.abs(expected).max())
+    # A column-major input (the transpose of a preprocessed block) projects to the same bits.
+    columns = np.ascontiguousarray(x.T)
+    assert np.array_equal(pca.transform(columns.T), z)

@@ -282,7 +282,7 @@ class Preprocessor:
                     np.copyto(row, self.impute_[j], where=~np.isfinite(row))
                     np.clip(row, lows[j], highs[j], out=row)
                 else:
-                    raise TypeError(f"column {name!r}: expected a Series or CheckedNumbers, got {type(column)}")
+                    raise TypeError(f"column {name!r}: expected a Series or numbers, got {type(column)}")
                 if skewed[j]:
                     unskewed = self._unskew(row, j)
                     if unskewed is not row:

@@ -256,7 +256,8 @@ def _null_positions(array: pa.Array) -> np.ndarray | None:
 def _arrow_values(array: pa.Array) -> np.ndarray:
     """The data buffer of a fixed-width Arrow number array, without a copy (null slots: undefined)."""
     dtype = np.dtype(array.type.to_pandas_dtype())
-    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+    offset = array.offset * dtype.itemsize
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=offset)
 
 
 def _plain_numbers(spec: ColumnSpec, column: ColumnData) -> tuple[np.ndarray, np.ndarray | None] | None:
