@@ -393,7 +393,7 @@ def score_columns(
     columns["segment"] = pa.array(labels.astype(np.int32, copy=False), type=pa.int32())
     columns["segment_name"] = _text_column(codes, segment_names)
     columns["confidence"] = pa.array(np.asarray(confidence, dtype=np.float32), type=pa.float32())
-    columns["model_version"] = _text_column(np.zeros(len(labels), dtype=np.int32), [model_version])
+    columns["model_version"] = pa.repeat(pa.scalar(model_version, type=pa.string()), len(labels))
     scored = pa.table(columns)
     if len(rejects):
         if ids is not None:

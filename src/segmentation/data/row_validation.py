@@ -33,7 +33,6 @@ from typing import TypeAlias
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from segmentation.data.validation import (
     ColumnSpec,
@@ -263,10 +262,10 @@ def _arrow_values(array: pa.Array) -> np.ndarray:
 def _plain_numbers(spec: ColumnSpec, column: ColumnData) -> tuple[np.ndarray, np.ndarray | None] | None:
     """The column as NumPy numbers and the positions of its Arrow nulls, when it is held as numbers.
 
-    Arrow floats and integers are read without a copy: the values at null positions are undefined (the
-    nulls' positions say which). pandas columns hold NaN where missing (no positions). Booleans (Arrow or
-    NumPy) become 0.0/1.0 with NaN for nulls. Anything else (text, dates, pandas extension types) is None:
-    it takes the row-by-row route.
+    Arrow floats and integers are read without a copy, Arrow booleans unpacked to 0/1 bytes: the values at
+    null positions are undefined (the nulls' positions say which). pandas columns hold NaN where missing
+    (no positions); NumPy booleans become 0.0/1.0. Anything else (text, dates, pandas extension types) is
+    None: it takes the row-by-row route.
     """
     if isinstance(column, pd.Series):
         dtype = column.dtype
@@ -279,8 +278,10 @@ def _plain_numbers(spec: ColumnSpec, column: ColumnData) -> tuple[np.ndarray, np
         return None
     array = _combined(column)
     kind = array.type
-    if spec.kind == "boolean" and pa.types.is_boolean(kind):
-        return pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(), None
+    if spec.kind == "boolean" and pa.types.is_boolean(kind):  # bit-packed: unpacked to 0/1 bytes
+        bits = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+        values = np.unpackbits(bits, count=len(array) + array.offset, bitorder="little")[array.offset :]
+        return values, _null_positions(array)
     if spec.kind == "numeric" and (
         pa.types.is_integer(kind) or pa.types.is_float32(kind) or pa.types.is_float64(kind)
     ):
