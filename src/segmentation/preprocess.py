@@ -20,12 +20,18 @@ from scipy import stats
 
 from segmentation.config import PreprocessConfig
 from segmentation.data.chunks import sample_positions
-from segmentation.data.row_validation import CheckedColumn, CheckedNumbers, boolean_values
+from segmentation.data.row_validation import (
+    CheckedColumn,
+    CheckedNumbers,
+    CheckedTimestamps,
+    boolean_values,
+)
 from segmentation.data.validation import TableSchema, parse_dates
 
 logger = logging.getLogger(__name__)
 
 _TRANSPOSE_ROWS = 4096  # rows per block when transposing column-major work into the output
+_TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _LAMBDA_ROWS = 25_000  # the lambda's optimiser is the slow part of fitting; 25k rows pin it down well
 
 
@@ -109,6 +115,16 @@ class Preprocessor:
         values = np.array(values, dtype=np.float64)  # a private copy: never a view of the caller's frame
         values[~np.isfinite(values)] = np.nan  # infinities are treated as missing and imputed
         return values
+
+    def _days_before_reference(self, ticks: np.ndarray, unit: str) -> np.ndarray:
+        """Days before the reference date of integer timestamps, computed as :meth:`raw_values` does it.
+
+        pandas subtracts in the timestamps' unit, divides by that unit's ticks per second
+        (``total_seconds``) and then by 86,400: the same operations here give the same float64 bits.
+        """
+        per_second = _TICKS_PER_SECOND[unit]
+        reference = pd.Timestamp(str(self.schema.reference_date)).as_unit("ns").value
+        return (reference // (_TICKS_PER_SECOND["ns"] // per_second) - ticks) / per_second / 86400.0
 
     def _dense_rows(self, frame: pd.DataFrame) -> np.ndarray:
         """The dense columns as rows of a (columns x rows) float64 array; missing values NaN.
@@ -269,6 +285,9 @@ class Preprocessor:
         with np.errstate(invalid="ignore"):  # NaN or garbage in the rows of invalid values: never used
             for j, name in enumerate(self._dense_columns):
                 row, column = block[j], columns[name]
+                if isinstance(column, CheckedTimestamps):
+                    days = self._days_before_reference(column.ticks, column.unit)
+                    column = CheckedNumbers(days, column.missing)
                 if isinstance(column, CheckedNumbers):
                     if column.values.dtype == dtype:  # clip while copying
                         np.clip(column.values, lows[j], highs[j], out=row)

@@ -147,3 +147,17 @@ def test_arrow_route_preprocesses_valid_rows_bit_for_bit_like_pandas(case: str, 
     slow = pre.transform(frame[checked.valid])
     assert np.array_equal(fast[checked.valid], slow)
     assert fast.dtype == slow.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "kind", [pa.timestamp("s"), pa.timestamp("us"), pa.timestamp("ms", tz="Europe/Paris")]
+)
+def test_dates_in_any_arrow_unit_become_the_days_pandas_computes(kind: pa.DataType) -> None:
+    base = _cases()["valid"]
+    since = base.column("since").cast(kind)
+    table = base.set_column(base.column_names.index("since"), "since", since)
+    pre = Preprocessor(SCHEMA, PreprocessConfig(fit_sample=N)).fit(base.to_pandas())
+    checked = check_columns({name: table.column(name) for name in table.column_names}, SCHEMA, np.arange(N))
+    assert type(checked.columns["since"]).__name__ == "CheckedTimestamps"
+    fast = pre.transform_columns(checked.columns, N).T
+    assert np.array_equal(fast, pre.transform(table.to_pandas()))

@@ -112,6 +112,8 @@ def test_transform_is_deterministic_and_does_not_refit(blobs, fitted):
     first = fitted.transform(blobs[0])
     second = fitted.transform(blobs[0])
     assert np.array_equal(first, second)
+    # Column-major rows (batch scoring hands over the transpose of a preprocessed block): same bits.
+    assert np.array_equal(fitted.transform(np.asfortranarray(blobs[0])), first)
     _, after = fitted.get_state()
     assert all(np.array_equal(before[k], after[k]) for k in before)
 

@@ -351,8 +351,10 @@ class AutoencoderFeaturizer(Featurizer):
         out = np.empty((len(x), self.config.encoding_dim), dtype=np.float32)
         with torch.no_grad():
             for start in range(0, len(x), _ENCODE_BATCH):
-                # A writable copy of the rows: x may be a read-only memory map, which torch cannot wrap.
-                chunk = torch.from_numpy(np.array(x[start : start + _ENCODE_BATCH], dtype=np.float32))
+                # A writable, row-major copy of the rows: x may be a read-only memory map (torch cannot wrap
+                # one) or column-major (batch scoring), and the codes must not depend on the layout.
+                rows = np.array(x[start : start + _ENCODE_BATCH], dtype=np.float32, order="C")
+                chunk = torch.from_numpy(rows)
                 out[start : start + len(chunk)] = module.encode(chunk).numpy()
         return out
 

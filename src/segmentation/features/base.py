@@ -23,7 +23,11 @@ class Featurizer(ABC):
 
     @abstractmethod
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Map rows to the feature space (float32); deterministic, never refits."""
+        """Map rows to the feature space (float32); deterministic, never refits.
+
+        ``x`` may be row-major or column-major (batch scoring passes the transpose of a preprocessed
+        block); a row's result must not depend on the layout.
+        """
 
     def fit_transform(self, x: np.ndarray) -> np.ndarray:
         """Fit, then transform the same rows."""
