@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if "score_cli" not in results:
         out = work / "scored.parquet"
         score = run_timed(
-            [segment, "score", "--bundle", bundle, "--data", str(parquet), "--out", str(out)], env
+            [segment, "score", "--bundle", bundle, "--data", str(parquet), "--out", str(out), "--force"], env
         )
         if score["returncode"] != 0:
             raise RuntimeError(f"segment score failed:\n{score['tail']}")
