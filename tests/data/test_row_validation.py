@@ -161,3 +161,19 @@ def test_dates_in_any_arrow_unit_become_the_days_pandas_computes(kind: pa.DataTy
     assert type(checked.columns["since"]).__name__ == "CheckedTimestamps"
     fast = pre.transform_columns(checked.columns, N).T
     assert np.array_equal(fast, pre.transform(table.to_pandas()))
+
+
+@pytest.mark.parametrize("case", ["valid", "bounds", "garbage-in-null-slots"])
+def test_sliced_arrow_columns_are_read_from_their_offset(case: str) -> None:
+    """Arrow arrays that start inside their buffers (a slice: values and validity bits at an offset)."""
+    table = _cases()[case].slice(3, 2000)
+    assert table.column("amount").chunk(0).offset == 3
+    rows = np.arange(2000)
+    checked = check_columns({name: table.column(name) for name in table.column_names}, SCHEMA, rows)
+    frame = table.to_pandas()
+    valid, rejects = row_failures(frame, SCHEMA)
+    assert checked.valid.tolist() == valid.tolist()
+    pd.testing.assert_frame_equal(checked.rejects, rejects)
+    pre = Preprocessor(SCHEMA, PreprocessConfig(fit_sample=N)).fit(_cases()["valid"].to_pandas())
+    fast = pre.transform_columns(checked.columns, 2000).T
+    assert np.array_equal(fast[valid], pre.transform(frame[valid]))
