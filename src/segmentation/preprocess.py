@@ -105,9 +105,9 @@ class Preprocessor:
         """:meth:`raw_column` of a column given as a Series (``name`` says which schema column it is)."""
         spec = self.schema.column(name)
         if spec.kind == "datetime":
-            ref = pd.Timestamp(str(self.schema.reference_date))
-            days = (ref - parse_dates(series)).dt.total_seconds() / 86400.0
-            values = days.to_numpy(dtype=np.float64, na_value=np.nan)
+            stamps = parse_dates(series).to_numpy()  # datetime64 in pandas' unit; NaT where missing
+            values = self._days_before_reference(stamps.view(np.int64), np.datetime_data(stamps.dtype)[0])
+            values[np.isnat(stamps)] = np.nan
         elif spec.kind == "boolean":  # True/False, 0/1 or their text forms (a CSV chunk with a bad cell)
             values = boolean_values(series).to_numpy(dtype=np.float64, na_value=np.nan)
         else:
@@ -117,10 +117,11 @@ class Preprocessor:
         return values
 
     def _days_before_reference(self, ticks: np.ndarray, unit: str) -> np.ndarray:
-        """Days before the reference date of integer timestamps, computed as :meth:`raw_values` does it.
+        """Days before the reference date of integer timestamps (``unit``: s, ms, us or ns).
 
-        pandas subtracts in the timestamps' unit, divides by that unit's ticks per second
-        (``total_seconds``) and then by 86,400: the same operations here give the same float64 bits.
+        Subtracted in the timestamps' unit, divided by that unit's ticks per second, then by 86,400 (what
+        pandas' ``total_seconds() / 86400`` does). Dates parsed by pandas and Arrow timestamps both come
+        through here.
         """
         per_second = _TICKS_PER_SECOND[unit]
         reference = pd.Timestamp(str(self.schema.reference_date)).as_unit("ns").value
@@ -265,8 +266,9 @@ class Preprocessor:
 
         Args:
             columns: every feature column: a pandas Series (any values; infinities are treated as missing),
-                :class:`~segmentation.data.row_validation.CheckedNumbers` (known finite, NaN where
-                missing: read without a copy), or Arrow text for a categorical feature.
+                :class:`~segmentation.data.row_validation.CheckedNumbers` or
+                :class:`~segmentation.data.row_validation.CheckedTimestamps` (checked, missing values at
+                known positions: read without a copy), or Arrow text for a categorical feature.
             n_rows: the length of every column.
 
         Returns:

@@ -406,23 +406,6 @@ def score_columns(
     return scored, rejects
 
 
-def score_frame(
-    model: SegmentationModel,
-    frame: pd.DataFrame,
-    *,
-    model_version: str,
-    ids: pa.Array | None = None,
-    id_column: str | None = None,
-) -> tuple[pa.Table, pd.DataFrame]:
-    """:func:`score_columns` of an in-memory frame whose index holds the row numbers."""
-    data = ChunkData(
-        {name: frame[name] for name in frame.columns},
-        frame.index.to_numpy().astype(np.int64, copy=False),
-        ids,
-    )
-    return score_columns(model, data, model_version=model_version, id_column=id_column)
-
-
 def score_chunk(model: SegmentationModel, plan: ScoringPlan, chunk: Chunk) -> tuple[pa.Table, pd.DataFrame]:
     """Read, validate and score one chunk (nothing is written)."""
     data = read_chunk(plan, chunk)
@@ -713,6 +696,7 @@ def cached_model(bundle_path: str, digest: str) -> SegmentationModel:
 
 __all__ = [
     "Chunk",
+    "ChunkData",
     "PartResult",
     "ScoringPlan",
     "ScoringSummary",
@@ -725,7 +709,7 @@ __all__ = [
     "plan_scoring",
     "read_chunk",
     "score_chunk",
-    "score_frame",
+    "score_columns",
     "score_part",
     "score_table",
     "summary_path",

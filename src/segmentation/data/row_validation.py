@@ -192,7 +192,7 @@ class CheckedNumbers:
 
     What :func:`check_columns` hands the preprocessor for a column that passed on its whole-column summary
     (no row-level masks were built): every present value is a finite number within the bounds; missing
-    values are NaN and only occur where the column is nullable.
+    values only occur where the column is nullable, at the positions ``missing`` lists.
 
     Attributes:
         values: the column as float or integer numbers (a view of the caller's data: never modified).
@@ -292,7 +292,9 @@ def _arrow_values(array: pa.Array, dtype: np.dtype[Any] | None = None) -> np.nda
     return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=offset)
 
 
-def _plain_numbers(spec: ColumnSpec, column: ColumnData) -> tuple[np.ndarray, np.ndarray | None] | None:
+def _plain_numbers(
+    spec: ColumnSpec, column: pd.Series | pa.Array
+) -> tuple[np.ndarray, np.ndarray | None] | None:
     """The column as NumPy numbers and the positions of its Arrow nulls, when it is held as numbers.
 
     Arrow floats and integers are read without a copy, Arrow booleans unpacked to 0/1 bytes: the values at
@@ -309,7 +311,7 @@ def _plain_numbers(spec: ColumnSpec, column: ColumnData) -> tuple[np.ndarray, np
         if spec.kind == "boolean" and dtype.kind == "b":
             return column.to_numpy(dtype=np.float64), None
         return None
-    array = _combined(column)
+    array = column
     kind = array.type
     if spec.kind == "boolean" and pa.types.is_boolean(kind):  # bit-packed: unpacked to 0/1 bytes
         bits = np.frombuffer(array.buffers()[1], dtype=np.uint8)
@@ -357,22 +359,23 @@ def _checked_numbers(
 
 def _passes_whole(spec: ColumnSpec, column: ColumnData) -> CheckedColumn | None:
     """The column itself when it passes as a whole without row masks, else None."""
-    numbers = _plain_numbers(spec, column)
+    data = column if isinstance(column, pd.Series) else _combined(column)
+    numbers = _plain_numbers(spec, data)
     if numbers is not None:
         return _checked_numbers(spec, *numbers)
-    if spec.kind == "datetime" and not isinstance(column, pd.Series):
-        array = _combined(column)
-        if pa.types.is_timestamp(array.type):
-            nulls = _null_positions(array)
-            if nulls is not None and not spec.nullable:
-                return None
-            return CheckedTimestamps(_arrow_values(array, np.dtype(np.int64)), array.type.unit, nulls)
-    if spec.kind == "categorical" and not isinstance(column, pd.Series):
-        array = _combined(column)
-        if (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)) and (
-            spec.nullable or not array.null_count
-        ):
-            return array
+    if isinstance(data, pd.Series):
+        return None
+    if spec.kind == "datetime" and pa.types.is_timestamp(data.type):
+        nulls = _null_positions(data)
+        if nulls is not None and not spec.nullable:
+            return None
+        return CheckedTimestamps(_arrow_values(data, np.dtype(np.int64)), data.type.unit, nulls)
+    if (
+        spec.kind == "categorical"
+        and (pa.types.is_string(data.type) or pa.types.is_large_string(data.type))
+        and (spec.nullable or not data.null_count)
+    ):
+        return data
     return None
 
 
@@ -453,8 +456,7 @@ def row_failures(
     Raises:
         DataValidationError: a feature column is missing (the report names every missing column).
     """
-    require_columns(frame.columns, schema, source)
-    columns = {spec.name: frame[spec.name] for spec in schema.columns}
+    columns = {name: frame[name] for name in frame.columns}
     result = check_columns(columns, schema, frame.index.to_numpy(), source=source)
     return result.valid, result.rejects
 
