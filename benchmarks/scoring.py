@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +22,17 @@ from threadpoolctl import threadpool_limits
 from segmentation.bundle import load_bundle
 from segmentation.data.row_validation import check_columns
 from segmentation.scoring import plan_scoring, read_chunk, score_chunk, score_table
+
+
+def _best_of(repeat: int, run: Callable[[], object]) -> tuple[float, float]:
+    """The smallest wall time and the smallest CPU time of ``repeat`` calls of ``run``."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        began, cpu = time.perf_counter(), time.process_time()
+        run()
+        walls.append(time.perf_counter() - began)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus)
 
 
 def main() -> None:
@@ -37,17 +49,8 @@ def main() -> None:
         n = plan.n_rows
         print(f"{args.data}: {n:,} rows, {len(plan.columns)} columns read, {len(plan.chunks)} chunks")
 
-        reads, read_cpu = [], []
-        for _ in range(args.repeat):
-            began, cpu = time.perf_counter(), time.process_time()
-            pq.read_table(args.data, columns=list(plan.columns))
-            reads.append(time.perf_counter() - began)
-            read_cpu.append(time.process_time() - cpu)
-        read_s = min(reads)
-        print(
-            f"raw read_table:        {read_s:6.2f} s  {n / read_s:>12,.0f} rows/s  "
-            f"(CPU {min(read_cpu):.2f} s)"
-        )
+        read_s, read_cpu = _best_of(args.repeat, lambda: pq.read_table(args.data, columns=list(plan.columns)))
+        print(f"raw read_table:        {read_s:6.2f} s  {n / read_s:>12,.0f} rows/s  (CPU {read_cpu:.2f} s)")
 
         with threadpool_limits(limits=1):
             chunk = plan.chunks[0]
@@ -72,19 +75,15 @@ def main() -> None:
                 f"assign {t_clu:.3f} s"
             )
 
-            rates, score_cpu = [], []
-            for _ in range(args.repeat):
-                began, cpu = time.perf_counter(), time.process_time()
-                with ThreadPoolExecutor(args.threads) as pool:
-                    list(pool.map(lambda c: score_chunk(model, plan, c), plan.chunks))
-                rates.append(time.perf_counter() - began)
-                score_cpu.append(time.process_time() - cpu)
-            score_s = min(rates)
+            with ThreadPoolExecutor(args.threads) as pool:
+                score_s, score_cpu = _best_of(
+                    args.repeat, lambda: list(pool.map(lambda c: score_chunk(model, plan, c), plan.chunks))
+                )
         print(
             f"steady-state scoring:  {score_s:6.2f} s  {n / score_s:>12,.0f} rows/s  "
-            f"(CPU {min(score_cpu):.2f} s; "
+            f"(CPU {score_cpu:.2f} s; "
             f"{args.threads} threads; {score_s / read_s:.1f}x the raw read's wall time, "
-            f"{min(score_cpu) / min(read_cpu):.1f}x its CPU time)"
+            f"{score_cpu / read_cpu:.1f}x its CPU time)"
         )
 
         began = time.perf_counter()

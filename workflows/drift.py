@@ -22,16 +22,14 @@ from segmentation import drift
 from segmentation.bundle import SegmentationModel
 from segmentation.config import DriftConfig, SegmentConfig, load_config
 from segmentation.registry import ModelSource, registry_root
-from workflows.retries import retry_io_only
+from workflows.retries import IO_RETRIES
 
 
 @task(
     name="load-model",
     cache_policy=NO_CACHE,
     persist_result=False,
-    retries=2,
-    retry_delay_seconds=1,
-    retry_condition_fn=retry_io_only,
+    **IO_RETRIES,
 )
 def load_model(source: ModelSource) -> tuple[SegmentationModel, dict[str, Any]]:
     """Resolve the alias (or bundle) and load the model, verified against its digests."""
@@ -50,9 +48,7 @@ def measure_drift(
     name="write-drift-report",
     cache_policy=NO_CACHE,
     persist_result=False,
-    retries=2,
-    retry_delay_seconds=1,
-    retry_condition_fn=retry_io_only,
+    **IO_RETRIES,
 )
 def write_drift_report(report: drift.DriftReport, out_dir: str) -> dict[str, str]:
     """``drift.json``, ``drift.csv``, ``drift.png``, ``drift.md``, ``drift.html`` (atomic writes)."""

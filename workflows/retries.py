@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from prefect.states import State
 
@@ -20,3 +20,11 @@ def retry_io_only(_task: Any, _task_run: Any, state: State) -> bool:
     except Exception:
         return False
     return False
+
+
+IO_RETRIES: Final[dict[str, Any]] = {
+    "retries": 2,
+    "retry_delay_seconds": 1,
+    "retry_condition_fn": retry_io_only,
+}
+"""The decorator options of a task that reads or writes: ``@task(name=..., **IO_RETRIES)``."""

@@ -29,10 +29,10 @@ from segmentation import scoring
 from segmentation.bundle import bundle_digest
 from segmentation.data.chunks import DEFAULT_CHUNK_ROWS
 from segmentation.registry import ModelSource, registry_root
-from workflows.retries import retry_io_only
+from workflows.retries import IO_RETRIES
 
 
-@task(name="resolve-model", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
+@task(name="resolve-model", **IO_RETRIES)
 def resolve_model(source: ModelSource) -> dict[str, str]:
     """Load (and verify) the model once; chunk tasks get its path, digest and version label."""
     model, meta = source.load()
@@ -43,7 +43,7 @@ def resolve_model(source: ModelSource) -> dict[str, str]:
     }
 
 
-@task(name="plan-scoring", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
+@task(name="plan-scoring", **IO_RETRIES)
 def plan_scoring(
     resolved: dict[str, str], data_path: str, out_path: str, rejects_path: str | None, chunk_rows: int
 ) -> scoring.ScoringPlan:
@@ -59,7 +59,7 @@ def plan_scoring(
     )
 
 
-@task(name="score-chunk", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
+@task(name="score-chunk", **IO_RETRIES)
 def score_chunk(
     plan: scoring.ScoringPlan, chunk: scoring.Chunk, bundle_path: str, digest: str
 ) -> scoring.PartResult:
@@ -67,7 +67,7 @@ def score_chunk(
     return scoring.score_part(scoring.cached_model(bundle_path, digest), plan, chunk)
 
 
-@task(name="combine-parts", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
+@task(name="combine-parts", **IO_RETRIES)
 def combine_parts(
     plan: scoring.ScoringPlan, parts: list[scoring.PartResult], seconds: float
 ) -> scoring.ScoringSummary:

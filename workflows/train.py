@@ -32,7 +32,7 @@ from segmentation.errors import DataValidationError
 from segmentation.registry import LocalRegistry, registry_root
 from segmentation.resources import measure
 from segmentation.stage_store import StageRef, save_stage, stage_array_path
-from workflows.retries import retry_io_only
+from workflows.retries import IO_RETRIES, retry_io_only
 
 
 def _stage_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -53,7 +53,7 @@ def stage_root() -> Path:
     return state_home() / "stages"
 
 
-@task(name="hash-data", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
+@task(name="hash-data", **IO_RETRIES)
 def hash_data(path: str) -> str:
     """Content hash (SHA-256) of the input file: the root of every cache key."""
     return file_digest(path)
@@ -64,9 +64,7 @@ def hash_data(path: str) -> str:
     cache_policy=STAGE_CACHE,
     cache_expiration=_EXPIRY,
     persist_result=True,
-    retries=2,
-    retry_delay_seconds=1,
-    retry_condition_fn=retry_io_only,
+    **IO_RETRIES,
 )
 def load_validate(path: str, config: SegmentConfig, cache_key: str) -> StageRef:
     """Validate the table chunk by chunk (failures are never retried); rows stay in the file.
@@ -146,7 +144,7 @@ def evaluate(
         return pipeline.evaluate(x, z, clustered.load(), featurizer, config=config)
 
 
-@task(name="write-outputs", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
+@task(name="write-outputs", **IO_RETRIES)
 def write_outputs(
     out_dir: str,
     stages: dict[str, StageRef],
@@ -181,7 +179,7 @@ def visualize(out_dir: str, stages: dict[str, StageRef], config: SegmentConfig) 
         )
 
 
-@task(name="register", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_io_only)
+@task(name="register", **IO_RETRIES)
 def register(out_dir: str, config: SegmentConfig) -> dict[str, str]:
     """Register the bundle as a new version of the model (``candidate``); production moves only by promote."""
     if not config.registry.auto_register:

@@ -31,6 +31,17 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_DRIFT = 5  # `segment drift`: a feature or the segment shares reached an alert threshold (report written)
 
 
+def _add_model_args(
+    parser: argparse.ArgumentParser,
+    model_help: str = "registry alias or version (default production)",
+    bundle_help: str = "a bundle (or run directory) instead of the registry",
+) -> None:
+    """``--model ALIAS|VERSION`` or ``--bundle PATH``: the choice :func:`model_source` reads."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", default="production", help=model_help)
+    which.add_argument("--bundle", type=Path, help=bundle_help)
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", type=Path, help="YAML config replacing the packaged defaults")
     parser.add_argument(
@@ -145,12 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(rollback)
 
     serve = sub.add_parser("serve", help="serve a model over HTTP (LitServe): /predict, /health, /info")
-    what = serve.add_mutually_exclusive_group()
-    what.add_argument(
-        "--model", default="production", help="registry alias or version to serve (default production)"
-    )
-    what.add_argument(
-        "--bundle", type=Path, help="serve this bundle (or run directory) instead of the registry"
+    _add_model_args(
+        serve,
+        model_help="registry alias or version to serve (default production)",
+        bundle_help="serve this bundle (or run directory) instead of the registry",
     )
     serve.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "0.0.0.0", "::"])  # noqa: S104
     serve.add_argument("--port", type=int, default=8000)
@@ -168,13 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     drift = sub.add_parser(
         "drift", help=f"PSI of a customer snapshot vs the model's training data (exit {EXIT_DRIFT} on alert)"
     )
-    drift_model = drift.add_mutually_exclusive_group()
-    drift_model.add_argument(
-        "--model", default="production", help="registry alias or version (default production)"
-    )
-    drift_model.add_argument(
-        "--bundle", type=Path, help="a bundle (or run directory) instead of the registry"
-    )
+    _add_model_args(drift)
     drift.add_argument("--data", required=True, help="the new customer snapshot (CSV or Parquet)")
     drift.add_argument("--out", type=Path, help="report directory (default: runs/drift-<timestamp>)")
     _add_config_args(drift)
@@ -182,13 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser(
         "score", help="score a whole customer table in chunks into Parquet (restartable, with rejects)"
     )
-    score_model = score.add_mutually_exclusive_group()
-    score_model.add_argument(
-        "--model", default="production", help="registry alias or version (default production)"
-    )
-    score_model.add_argument(
-        "--bundle", type=Path, help="a bundle (or run directory) instead of the registry"
-    )
+    _add_model_args(score)
     score.add_argument("--data", required=True, help="customer table to score (CSV or Parquet)")
     score.add_argument("--out", type=Path, required=True, help="output Parquet file")
     score.add_argument("--rejects", type=Path, help="rejected rows (default <out stem>.rejects.parquet)")

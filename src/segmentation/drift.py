@@ -26,7 +26,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -221,16 +221,8 @@ class FeatureDrift:
     actual: list[float]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "psi": self.psi,
-            "status": self.status,
-            "bins": self.bins,
-            "expected": self.expected,
-            "actual": self.actual,
-        }
+        """JSON-able form (every field)."""
+        return asdict(self)
 
 
 @dataclass
