@@ -59,6 +59,29 @@ def test_streamed_schema_and_matrix_equal_the_in_memory_ones(
     np.testing.assert_allclose(x_a, x_b, rtol=0, atol=1e-6)
 
 
+def test_writing_the_matrix_again_leaves_a_reader_of_the_previous_file_intact(
+    customers: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    """Parallel sweep trials compute the same preprocessing stage into the same file.
+
+    The second must not truncate the file the first has mapped (its reader died with SIGBUS): it
+    writes a new file and renames it into place, leaving no temporary file behind.
+    """
+    _, path = customers
+    config = load_config(overrides=["preprocess.fit_sample=2000"])
+    table = pipeline.validate_source(str(path), config.data, source="t", seed=0, chunk_rows=900)
+    out = tmp_path / "stage.x.npy"
+    _, first = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=0, out=out)
+    expected = np.array(first)
+    before = out.stat().st_ino
+    _, second = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=0, out=out)
+    assert out.stat().st_ino != before, "the file was rewritten in place under its reader"
+    np.testing.assert_array_equal(first, expected)  # the first reader's pages are untouched
+    np.testing.assert_array_equal(second, expected)
+    assert not second.flags.writeable
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage.x.npy"]
+
+
 def test_schema_scan_over_chunks_matches_one_pass(customers: tuple[pd.DataFrame, Path]) -> None:
     from segmentation.data.validation import SchemaScan
 

@@ -503,25 +503,42 @@ def transform_table(
 ) -> np.ndarray:
     """Every row of the table through a fitted preprocessor, chunk by chunk, two chunks at a time.
 
-    With ``out`` the matrix is a memory-mapped ``.npy`` file there, otherwise an in-memory array.
+    With ``out`` the matrix is a read-only memory-mapped ``.npy`` file there, otherwise an in-memory
+    array. The file is filled under a temporary name and renamed into place: another process (a parallel
+    sweep trial computing the same stage) may have the previous file mapped, and truncating a mapped
+    file in place kills its reader with SIGBUS or silently zeroes its matrix.
     """
     n = table.n_rows
     shape = (n, len(pre.feature_names_out_))
     dtype = np.float32 if pre.float32 else np.float64
-    x = np.lib.format.open_memmap(out, mode="w+", dtype=dtype, shape=shape) if out else np.empty(shape, dtype)
+    if out is None:
+        x = np.empty(shape, dtype)
+        _fill_transformed(pre, table, x, chunk_rows)
+        return x
+    with atomic_path(out) as tmp:
+        mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        _fill_transformed(pre, table, mapped, chunk_rows)
+        mapped.flush()
+        del mapped  # unmapped before the rename
+    return cast(np.ndarray, np.load(out, mmap_mode="r"))
+
+
+def _fill_transformed(pre: Preprocessor, table: ValidatedTable, x: np.ndarray, chunk_rows: int) -> None:
+    """Write the preprocessed rows of ``table`` into ``x``, chunk by chunk, two chunks at a time."""
 
     def transform(chunk: pd.DataFrame) -> tuple[int, np.ndarray]:
         return int(chunk.index[0]), pre.transform(chunk)
 
     chunks = table.chunks(chunk_rows, columns=table.schema.feature_names)  # the ID is not needed here
     progress = tqdm(
-        map_chunks(transform, chunks), desc="preprocess", total=-(-n // chunk_rows), disable=None, leave=False
+        map_chunks(transform, chunks),
+        desc="preprocess",
+        total=-(-table.n_rows // chunk_rows),
+        disable=None,
+        leave=False,
     )
     for start, block in progress:
         x[start : start + len(block)] = block
-    if isinstance(x, np.memmap):
-        x.flush()
-    return x
 
 
 def fit_features(x: np.ndarray, config: FeaturizeConfig, *, seed: int) -> tuple[Featurizer, np.ndarray]:

@@ -7,11 +7,17 @@ same output inside Prefect's JSON result records took 30 s to load. The store ho
 machine's own runs wrote; files are written to a temporary name and renamed into place. Arrays of
 32 MB and more are kept as ``.npy`` files and come back memory-mapped: a 2,000,000 x 124 float32 matrix
 is never copied into a pickle, and a stage that reads a few rows of it touches only those pages.
+
+Two processes may compute the same stage at once (parallel sweep trials share every stage before the
+one their parameters change). Each save names its array files uniquely, so a pickle always comes back
+with the arrays written beside it, never with another process's, and no file is rewritten in place
+under a process that has it mapped.
 """
 
 from __future__ import annotations
 
 import pickle
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +34,14 @@ class _ArrayPickler(pickle.Pickler):
     """Pickles large arrays by reference to ``.npy`` files, so loading them costs no copy and no RSS.
 
     A memory-mapped array that already lives in the store (a stage wrote it there, e.g. the preprocessed
-    matrix) is referenced as is; other large arrays are written once to ``<key>.<n>.npy``.
+    matrix) is referenced as is; other large arrays are written once to ``<key>.<save>.<n>.npy``, where
+    ``<save>`` is unique to this save.
     """
 
     def __init__(self, fh: Any, root: Path, key: str) -> None:
         super().__init__(fh, protocol=5)
         self.root, self.key = root, key
+        self.save_id = uuid.uuid4().hex[:12]
         self.files: list[Path] = []
 
     def persistent_id(self, obj: Any) -> str | None:
@@ -42,7 +50,7 @@ class _ArrayPickler(pickle.Pickler):
         mapped = _mapped_file(obj)
         if mapped is not None and mapped.parent == self.root.resolve():
             return mapped.name
-        path = self.root / f"{self.key}.{len(self.files)}.npy"
+        path = self.root / f"{self.key}.{self.save_id}.{len(self.files)}.npy"
         with atomic_path(path) as tmp, tmp.open("wb") as out:
             np.save(out, np.ascontiguousarray(obj), allow_pickle=False)
         self.files.append(path)
