@@ -49,7 +49,6 @@ from segmentation.data.chunks import (
     read_ahead,
     read_columns,
     sample_positions,
-    table_format,
     table_info,
     take_rows,
 )
@@ -58,7 +57,9 @@ from segmentation.data.io import (
     file_digest,
     is_url,
     read_table,
-    table_failure,
+    require_table_file,
+    table_format,
+    unreadable_table,
     write_json,
     write_table,
     write_text,
@@ -351,16 +352,11 @@ def validate_source(
     elif table_format(path) != "parquet":
         raise ValueError("validate_source needs a Parquet file or a staging path for a CSV copy")
     started = time.perf_counter()
-    if not is_url(path) and not Path(path).exists():
-        raise FileNotFoundError(f"data file not found: {path}")
-    if not is_url(path) and Path(path).stat().st_size == 0:
-        raise table_failure(path, "non_empty_file", "the file is empty (0 bytes)")
+    require_table_file(path)
     try:
         info = table_info(path)
     except Exception as exc:  # pyarrow raises many types for a file that is not Parquet
-        raise table_failure(
-            path, "readable_table", f"cannot read as a table: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise unreadable_table(path, exc) from exc
     n_rows = int(info.n_rows or 0)
 
     fail = functools.partial(_one_failure, source, n_rows, len(info.columns))

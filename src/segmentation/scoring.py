@@ -49,8 +49,8 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from segmentation.bundle import SegmentationModel, bundle_digest, load_bundle
-from segmentation.data.chunks import DEFAULT_CHUNK_ROWS, PARQUET_ROW_GROUP, table_format, table_info
-from segmentation.data.io import _sniff_delimiter, atomic_path, file_digest, write_json
+from segmentation.data.chunks import DEFAULT_CHUNK_ROWS, PARQUET_ROW_GROUP, table_info
+from segmentation.data.io import _sniff_delimiter, atomic_path, file_digest, table_format, write_json
 from segmentation.data.row_validation import (
     CheckedColumns,
     ColumnData,

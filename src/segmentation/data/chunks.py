@@ -210,7 +210,6 @@ __all__ = [
     "read_ahead",
     "read_columns",
     "sample_positions",
-    "table_format",
     "table_info",
     "take_rows",
 ]

@@ -81,14 +81,15 @@ def table_format(path: str | Path) -> str:
     )
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet customer table.
+def require_table_file(path: str | Path) -> Any:
+    """Check that a table file (local or a URL) exists and is not empty; return what readers open.
 
-    CSV goes through the pyarrow engine (multi-threaded, typed); Parquet is read with its stored types.
+    Returns:
+        The URL as a string, or the local path as a ``Path``.
 
     Raises:
         FileNotFoundError: the path does not exist (an IO problem, retryable by callers).
-        DataValidationError: the file is empty or is not a table; the report names the problem.
+        DataValidationError: the file is empty (check ``non_empty_file``).
     """
     if is_url(path):
         import fsspec
@@ -99,21 +100,36 @@ def read_table(path: str | Path) -> pd.DataFrame:
         size = int(filesystem.size(inner))
         source: Any = str(path)
     else:
-        path = Path(path)
-        if not path.exists():
+        source = Path(path)
+        if not source.exists():
             raise FileNotFoundError(f"data file not found: {path}")
-        size = path.stat().st_size
-        source = path
+        size = source.stat().st_size
     if size == 0:
         raise table_failure(path, "non_empty_file", "the file is empty (0 bytes)")
+    return source
+
+
+def unreadable_table(path: str | Path, exc: Exception) -> DataValidationError:
+    """The validation error for a file that the CSV or Parquet reader rejected (check ``readable_table``)."""
+    return table_failure(path, "readable_table", f"cannot read as a table: {type(exc).__name__}: {exc}")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet customer table.
+
+    CSV goes through the pyarrow engine (multi-threaded, typed); Parquet is read with its stored types.
+
+    Raises:
+        FileNotFoundError: the path does not exist (an IO problem, retryable by callers).
+        DataValidationError: the file is empty or is not a table; the report names the problem.
+    """
+    source = require_table_file(path)
     try:
         frame = pd.read_parquet(source) if table_format(path) == "parquet" else _read_csv(source)
     except DataValidationError:
         raise
     except Exception as exc:  # pyarrow/pandas raise many types for garbage input
-        raise table_failure(
-            path, "readable_table", f"cannot read as a table: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise unreadable_table(path, exc) from exc
     if frame.shape[1] < 2:
         raise table_failure(
             path,
