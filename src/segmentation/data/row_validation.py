@@ -277,9 +277,13 @@ def _null_positions(array: pa.Array) -> np.ndarray | None:
     """Positions of the nulls of an Arrow array (from its validity bitmap), or None without nulls."""
     if not array.null_count:
         return None
-    bitmap = np.frombuffer(array.buffers()[0], dtype=np.uint8)
-    present = np.unpackbits(bitmap, count=len(array) + array.offset, bitorder="little")[array.offset :]
-    return np.flatnonzero(present == 0)
+    return np.flatnonzero(_bits(array, 0) == 0)
+
+
+def _bits(array: pa.Array, buffer: int) -> np.ndarray:
+    """A bit-packed buffer of an Arrow array (0: validity, 1: boolean values) as one 0/1 byte per row."""
+    packed = np.frombuffer(array.buffers()[buffer], dtype=np.uint8)
+    return np.unpackbits(packed, count=len(array) + array.offset, bitorder="little")[array.offset :]
 
 
 def _arrow_values(array: pa.Array, dtype: np.dtype[Any] | None = None) -> np.ndarray:
@@ -314,9 +318,7 @@ def _plain_numbers(
     array = column
     kind = array.type
     if spec.kind == "boolean" and pa.types.is_boolean(kind):  # bit-packed: unpacked to 0/1 bytes
-        bits = np.frombuffer(array.buffers()[1], dtype=np.uint8)
-        values = np.unpackbits(bits, count=len(array) + array.offset, bitorder="little")[array.offset :]
-        return values, _null_positions(array)
+        return _bits(array, 1), _null_positions(array)
     if spec.kind == "numeric" and (
         pa.types.is_integer(kind) or pa.types.is_float32(kind) or pa.types.is_float64(kind)
     ):
