@@ -82,6 +82,28 @@ def test_writing_the_matrix_again_leaves_a_reader_of_the_previous_file_intact(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stage.x.npy"]
 
 
+def test_a_full_disk_is_an_error_naming_the_file_not_a_crash(
+    customers: tuple[pd.DataFrame, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes through a memory map to a full disk kill the process (SIGBUS); the space is reserved first."""
+    import errno
+    import os
+
+    def full_disk(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    _, path = customers
+    config = load_config(overrides=["preprocess.fit_sample=2000"])
+    table = pipeline.validate_source(str(path), config.data, source="t", seed=0)
+    monkeypatch.setattr(os, "posix_fallocate", full_disk)  # the one thing this machine cannot do for real
+    with pytest.raises(OSError, match=r"cannot reserve [\d,]+ bytes for .*stage\.x\.npy") as caught:
+        pipeline.fit_preprocessing(
+            table, config.preprocess, float32=True, seed=0, out=tmp_path / "stage.x.npy"
+        )
+    assert caught.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+
+
 def test_schema_scan_over_chunks_matches_one_pass(customers: tuple[pd.DataFrame, Path]) -> None:
     from segmentation.data.validation import SchemaScan
 

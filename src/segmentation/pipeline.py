@@ -58,6 +58,7 @@ from segmentation.data.io import (
     is_url,
     read_table,
     require_table_file,
+    reserve_space,
     table_format,
     unreadable_table,
     write_json,
@@ -513,6 +514,7 @@ def transform_table(
         return x
     with atomic_path(out) as tmp:
         mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        reserve_space(tmp)  # a full disk: an OSError now, not SIGBUS in the middle of the writes
         _fill_transformed(pre, table, mapped, chunk_rows)
         mapped.flush()
         del mapped  # unmapped before the rename

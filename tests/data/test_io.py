@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from segmentation.data.io import file_digest, read_table, write_table
+from segmentation.data.io import file_digest, read_table, reserve_space, write_table
 from segmentation.errors import DataValidationError
 
 FRAME = pd.DataFrame({"customer_id": ["a", "b", "c"], "spend": [1.5, 2.0, 3.25], "visits": [1, 0, 4]})
@@ -63,3 +63,13 @@ def test_tables_are_read_and_hashed_from_fsspec_urls(tmp_path) -> None:
 
     with pytest.raises(FileNotFoundError):
         read_table("memory://bucket/missing.csv")
+
+
+def test_reserve_space_allocates_a_sparse_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.npy"
+    with path.open("wb") as fh:
+        fh.truncate(8 * 1024 * 1024)  # sparse: a size, no blocks (what a new memory-mapped file is)
+    assert path.stat().st_blocks * 512 < 8 * 1024 * 1024
+    reserve_space(path)
+    assert path.stat().st_blocks * 512 >= 8 * 1024 * 1024
+    assert path.stat().st_size == 8 * 1024 * 1024

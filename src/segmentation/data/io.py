@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -174,6 +176,28 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
         else:
             raise ValueError(f"unsupported output type {path.suffix!r}; use .csv or .parquet")
     return path
+
+
+def reserve_space(path: Path) -> None:
+    """Allocate disk blocks for the whole of an existing file (a memory-mapped output) before writing it.
+
+    Writing through a memory map to a full disk kills the process with SIGBUS, with no message; reserved
+    up front, a full disk is an ``OSError`` (ENOSPC) naming the file before anything is written. Where the
+    platform or file system cannot reserve space, this does nothing.
+
+    Raises:
+        OSError: not enough free space (or quota) for the file.
+    """
+    if not hasattr(os, "posix_fallocate"):
+        return
+    size = path.stat().st_size
+    with path.open("r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                return  # e.g. a file system without fallocate: the writes themselves will tell
+            raise OSError(exc.errno, f"cannot reserve {size:,} bytes for {path}: {exc.strerror}") from exc
 
 
 @contextlib.contextmanager
