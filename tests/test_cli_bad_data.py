@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation.cli import main
+from segmentation.cli import TerminalFormatter, main
+from segmentation.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "segment_home")
 
@@ -137,3 +142,63 @@ def test_configured_id_column_must_exist(
     assert main(["train", "--data", str(synthetic_table[0]), "--out", str(out), "--id-column", "client"]) == 2
     assert "client" in capsys.readouterr().err
     assert not (out / "bundle").exists()
+
+
+def test_terminal_shows_the_report_not_a_traceback(
+    cc_general: pd.DataFrame, tmp_path: Path, segment_home: Path
+) -> None:
+    """`segment train` as a user runs it (a process, this session's Prefect API): the validation report and
+    a one-line error on the terminal; Prefect's traceback of the failed flow goes to the debug log only."""
+    from prefect.settings import PREFECT_API_URL
+
+    data = tmp_path / "customers.csv"
+    _cc_variant(cc_general, _set("BALANCE", 3, -12.5)).to_csv(data, index=False)
+    out = tmp_path / "run"
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "SEGMENT_HOME": str(segment_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    segment = Path(sys.executable).parent / "segment"
+    result = subprocess.run(
+        [str(segment), "train", "--data", str(data), "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    terminal = result.stdout + result.stderr
+    assert result.returncode == 2, terminal[-3000:]
+    _assert_rejected(out, result.stderr, "BALANCE", "greater_than_or_equal_to")
+    assert "Traceback" not in terminal, terminal[-3000:]
+    assert "validation failed: report written to" in result.stderr
+    # The flow's failure is still logged, in one line, and the traceback it left out is in the debug log.
+    assert "Encountered exception during execution: DataValidationError" in result.stderr
+    logs = list((segment_home / "logs").glob("segment-*.log"))
+    assert len(logs) == 1
+    assert str(logs[0]) in result.stderr
+    debug = logs[0].read_text()
+    assert "Traceback (most recent call last)" in debug
+    assert "DataValidationError" in debug
+
+
+def test_a_bug_keeps_its_traceback_on_the_terminal() -> None:
+    """Only errors the CLI reports itself lose their traceback; anything else is a bug and shows it."""
+    formatter = TerminalFormatter()
+
+    def record(error: Exception) -> logging.LogRecord:
+        try:
+            raise error
+        except Exception:
+            return logging.LogRecord(
+                "prefect.flow_runs", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+            )
+
+    assert "Traceback" in formatter.format(record(ValueError("a bug")))
+    assert formatter.held == []
+    reported = record(ConfigError("cluster.k: must be positive"))
+    assert "Traceback" not in formatter.format(reported)
+    assert "Traceback" in formatter.held[0]
+    assert reported.exc_info is not None, "the record is left as it was for other handlers"

@@ -453,11 +453,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="segment-serve-") as ready_dir:
         server = build_server(source, settings, ready_dir)
 
+        main_pid = os.getpid()
+
         def stop(signum: int, _frame: object) -> None:
+            if os.getpid() != main_pid:
+                # A forked HTTP process inherits this handler. LitServe stops it with SIGTERM (Ctrl-C also
+                # sends it SIGINT); uvicorn shuts down gracefully, then re-raises the signal it captured:
+                # a quiet exit, not the traceback a KeyboardInterrupt in a multiprocessing child prints.
+                raise SystemExit(0)
             # LitServe shuts its workers down on KeyboardInterrupt only; SIGTERM takes the same path.
             raise KeyboardInterrupt(f"signal {signum}")
 
-        signal.signal(signal.SIGTERM, stop)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop)
         logger.info("serving on http://%s:%d (%s)", settings.host, settings.port, settings.as_dict())
         server.run(
             host=settings.host,
@@ -602,6 +610,49 @@ _COMMANDS = {
 }
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TerminalFormatter(logging.Formatter):
+    """The terminal's log format, without the tracebacks of errors the CLI reports itself.
+
+    A :class:`SegmentationError` (bad data, bad config, a broken bundle) ends the command with a message
+    and an exit code; Prefect's engine also logs it with its traceback, which on a terminal buries the
+    message an analyst needs. Such records are shown as one line here and their full text is kept in
+    ``held``, for :func:`main` to write to a debug log. Other exceptions (bugs) keep their tracebacks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(LOG_FORMAT)
+        self.held: list[str] = []
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line for a reported error (its traceback held back); the standard format otherwise."""
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, SegmentationError):
+            return super().format(record)
+        self.held.append(logging.Formatter(LOG_FORMAT).format(record))
+        # The record is shared with other handlers (Prefect's API log keeps the traceback): restore it.
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def _write_debug_log(held: list[str]) -> Path | None:
+    """Write held tracebacks to ``$SEGMENT_HOME/logs/``; the file, or None if it cannot be written."""
+    logs = Path(os.environ.get("SEGMENT_HOME", ".segment")).resolve() / "logs"
+    path = logs / f"segment-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n\n".join(held) + "\n")
+    except OSError:
+        return None
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad config or data, 1/3 other errors, 5 drift alert)."""
     parser = build_parser()
@@ -615,17 +666,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.params = [*args.params, *dotted]
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    terminal = logging.StreamHandler()
+    formatter = logging.Formatter(LOG_FORMAT) if args.verbose else TerminalFormatter()
+    terminal.setFormatter(formatter)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[terminal])
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # otherwise one line per Prefect API call
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
     except SegmentationError as exc:
         sys.stderr.write(f"error: {exc}\n")
-        return exc.exit_code
+        code = exc.exit_code
+    if isinstance(formatter, TerminalFormatter) and formatter.held:
+        where = _write_debug_log(formatter.held)
+        sys.stderr.write(f"traceback (for a bug report): {where}\n" if where else "")
+    return code
 
 
 if __name__ == "__main__":

@@ -108,11 +108,35 @@ class Server:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
 
+    def interrupt(self, timeout: float = 60) -> int:
+        """Ctrl-C in a terminal: SIGINT to the whole process group; returns the exit code."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=timeout)
+
+
+def _own_group() -> None:
+    """In the child before exec: a process group of its own, SIGINT as a terminal delivers it.
+
+    A shell that starts a job in the background without job control ignores SIGINT in it, and the ignore
+    would be inherited; Python installs its KeyboardInterrupt handler only where SIGINT is not ignored.
+    """
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 def start_server(
-    args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 180
+    args: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
+    *,
+    own_group: bool = False,
 ) -> Server:
-    """Start `segment serve ARGS --port P` and wait until /health answers 200."""
+    """Start `segment serve ARGS --port P` and wait until /health answers 200.
+
+    ``own_group`` starts it as a terminal job would (its own process group, SIGINT not ignored), for
+    :meth:`Server.interrupt`.
+    """
     port = free_port()
     segment = Path(sys.executable).parent / "segment"
     handle = log.open("w")
@@ -121,6 +145,7 @@ def start_server(
         stdout=handle,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        preexec_fn=_own_group if own_group else None,  # noqa: PLW1509 (no threads start servers)
     )
     server = Server(process, port, log)
     deadline = time.monotonic() + timeout
@@ -167,6 +192,7 @@ def server(cc_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     yield running
     if running.process.poll() is None:
         assert running.stop() == 0
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     assert children, "the server runs its workers as child processes"
     assert not wait_gone(children), "worker processes outlived the server"
     assert port_is_free(running.port)
@@ -177,8 +203,10 @@ def _start_server_fixture():
     """``start_server(args, log, env)``; servers still running at the end are killed."""
     started: list[Server] = []
 
-    def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> Server:
-        started.append(start_server(args, log, env))
+    def start(
+        args: list[str], log: Path, env: dict[str, str] | None = None, *, own_group: bool = False
+    ) -> Server:
+        started.append(start_server(args, log, env, own_group=own_group))
         return started[-1]
 
     yield start

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pandas as pd
+import pytest
 
 from segmentation import pipeline
 from segmentation.bundle import save_bundle
@@ -68,4 +70,32 @@ def test_promotion_is_picked_up_without_dropping_requests_and_sigterm_leaves_not
     children = descendants(server.process.pid)
     assert server.stop() == 0
     assert not wait_gone(children)
+    assert port_is_free(server.port)
+    assert "Traceback" not in server.log.read_text()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_shutdown_is_quiet_and_leaves_nothing(
+    how: str, cc_bundle: Path, tmp_path: Path, start_server, descendants, wait_gone, port_is_free
+) -> None:
+    """SIGTERM (a supervisor, `docker stop`) or Ctrl-C (SIGINT to the group): exit 0, no traceback, no
+    process left, the port free; with two inference workers, batching on and requests served first."""
+    server = start_server(
+        ["--bundle", str(cc_bundle), "--workers", "2", "--max-batch-size", "4", "--batch-timeout", "0.01"],
+        tmp_path / "server.log",
+        own_group=how == "ctrl-c",
+    )
+    rows = pd.read_csv(sample_data_path()).iloc[:3].to_dict("records")
+    body = {"customers": [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in rows]}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for _ in range(5):
+            assert http.post("/predict", json=body).status_code == 200
+    children = descendants(server.process.pid)
+    assert len(children) >= 3, children  # the HTTP process and two inference workers at least
+    code = server.stop() if how == "sigterm" else server.interrupt()
+    log = server.log.read_text()
+    assert code in (0, 128 + signal.SIGTERM), log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert "KeyboardInterrupt" not in log, log[-3000:]
+    assert not wait_gone(children), "a worker outlived the server"
     assert port_is_free(server.port)

@@ -24,7 +24,10 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +94,11 @@ class SegmentAPI(ls.LitAPI):
     # ------------------------------------------------------------------------- worker process
     def setup(self, device: str) -> None:  # noqa: ARG002 (CPU only)
         """Load the model, predict once, then mark this worker ready."""
+        if threading.current_thread() is threading.main_thread():
+            # Ctrl-C reaches every process of the terminal's group. The server process decides the
+            # shutdown and ends its workers with SIGTERM; a worker of its own would die mid-request and
+            # print a KeyboardInterrupt traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         self._load()
         self._next_check = time.monotonic() + _RELOAD_CHECK_S
         self._predict_frame(_warmup_frame(self.model))  # raises, so the worker never reports ready
@@ -330,12 +338,15 @@ def build_server(source: ModelSource, settings: ServeSettings, ready_dir: str) -
     ]
     SegmentAPI.decode_request.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
 
-    api = SegmentAPI(
-        source,
-        ready_dir=ready_dir,
-        max_batch_size=settings.max_batch_size,
-        batch_timeout=settings.batch_timeout,
-    )
+    with warnings.catch_warnings():
+        # batch/unbatch serve --max-batch-size > 1; with batching off LitServe warns that they are unused.
+        warnings.filterwarnings("ignore", message="The LitServer has both batch and unbatch")
+        api = SegmentAPI(
+            source,
+            ready_dir=ready_dir,
+            max_batch_size=settings.max_batch_size,
+            batch_timeout=settings.batch_timeout,
+        )
     server = ls.LitServer(
         api,
         accelerator="cpu",
