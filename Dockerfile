@@ -11,12 +11,17 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /build
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# torch first, from PyTorch's CPU index: the default index would pull a multi-GB CUDA build.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+# The runtime dependencies at the versions the tests ran with (requirements/runtime.txt, pip-tools). torch
+# alone comes from PyTorch's CPU index (PyPI's Linux wheel is a multi-GB CUDA build) and with --no-deps, so
+# no other name can be taken from that index; everything else comes from PyPI, pinned, with --no-deps.
+COPY requirements/runtime.txt requirements/
+RUN pip install --no-deps --index-url https://download.pytorch.org/whl/cpu --constraint requirements/runtime.txt torch \
+ && pip install --no-deps --requirement requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY workflows ./workflows
-RUN pip install .
+# The package (code only, no dependency left to resolve), then proof that the lock was complete.
+RUN pip install --no-deps . && pip check
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 app \
@@ -28,6 +33,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     WANDB_DIR=/app/.segment \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     MPLCONFIGDIR=/tmp/matplotlib
+# The code lives in /opt/venv only: deployments name it by module (prefect.yaml's aws-ec2 entrypoint
+# workflows.train:train_segmentation); /app is the working directory for outputs and $SEGMENT_HOME.
 WORKDIR /app
 USER 10001:10001
 CMD ["segment", "--help"]

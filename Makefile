@@ -3,15 +3,28 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The lock files (pip-tools, `make lock`): every package at the version the suite was run with.
+LOCK_DEV     := requirements/dev.txt
+LOCK_RUNTIME := requirements/runtime.txt
+# torch's CPU build comes from PyTorch's index, and only torch does (--no-deps), so no other package name can
+# ever be served by that index instead of PyPI.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 export SEGMENT_HOME ?= $(CURDIR)/.segment
 
-.PHONY: setup browser demo test lint typecheck format bench bench-scale server server-stop clean
+.PHONY: setup lock browser demo test lint typecheck format bench bench-scale server server-stop clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK_DEV)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch is pinned (==2.13.0) in pyproject.toml: the CPU build, not a multi-GB CUDA one.
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# torch first: a CPU wheel pip already has (its find-links), else PyPI has no +cpu build and
+	# PyTorch's CPU index serves it.
+	$(BIN)/python -m pip install --quiet --no-deps --no-index --constraint $(LOCK_DEV) torch 2>/dev/null \
+	    || $(BIN)/python -m pip install --quiet --no-deps --index-url $(TORCH_INDEX) --constraint $(LOCK_DEV) torch
+	# Then everything else exactly as locked, from PyPI; the project itself last; pip check proves the lock
+	# is complete and consistent.
+	$(BIN)/python -m pip install --quiet --no-deps -r $(LOCK_DEV)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -19,6 +32,14 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/segment train --out runs/demo
 	@echo "Demo finished: open runs/demo/report.html (also report.md, profile.csv, plots/, bundle/, metrics.json, labels.parquet)"
+
+# Resolve the locks again after a change to pyproject.toml (pins that still fit are kept; `make lock
+# LOCK_FLAGS=--upgrade` takes the newest versions the ranges allow); runtime is the subset of dev.
+# Then `make test`, and commit the lock files with the change that needed them.
+PIP_COMPILE = $(BIN)/pip-compile --quiet --annotation-style line --strip-extras --no-emit-index-url --no-emit-find-links --allow-unsafe
+lock: setup
+	$(PIP_COMPILE) $(LOCK_FLAGS) --extra dev --output-file $(LOCK_DEV) pyproject.toml
+	$(PIP_COMPILE) --constraint $(LOCK_DEV) --output-file $(LOCK_RUNTIME) pyproject.toml
 
 lint: setup
 	$(BIN)/ruff check src workflows tests benchmarks
