@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from numerics import assert_labels_equal_except_ties, max_ties
 
 from segmentation.bundle import BUNDLE_FORMAT, SegmentationModel, bundle_digest, load_bundle, save_bundle
 from segmentation.clustering import ClusterResult
 from segmentation.config import SegmentConfig
+from segmentation.data.chunks import sample_positions
 from segmentation.data.io import read_table, sample_data_path
 from segmentation.data.synthetic import make_customers
 from segmentation.errors import BundleError, DataValidationError
@@ -78,6 +80,7 @@ def test_round_trip_reproduces_training_labels(
     cluster: dict[str, Any], customers: pd.DataFrame, tmp_path: Path
 ) -> None:
     model, result = _train(customers, _config(cluster))
+    # Exactly 1: all 1,200 rows are re-predicted (agreement_sample 5,000), the products training made.
     assert model.manifest["metrics"]["assignment_agreement"] == 1.0
     path = save_bundle(model, tmp_path / "bundle")
     loaded = load_bundle(path)
@@ -91,15 +94,24 @@ def test_cc_general_round_trip(cc_general: pd.DataFrame, tmp_path: Path) -> None
     model, result = _train(cc_general, config)
     assert model.schema.kind == "cc_general"
     assert model.manifest["data"]["schema_kind"] == "cc_general"
-    assert model.manifest["metrics"]["assignment_agreement"] == 1.0
+    # The agreement check re-predicts a 5,000-row sample of the 8,950 rows: products of another shape,
+    # which a BLAS kernel may sum in another order, so only rows at a tie may disagree.
+    rows = sample_positions(len(cc_general), 5000, config.seed)
+    sample = model.predict_details(cc_general.iloc[rows])
+    assert_labels_equal_except_ties(
+        sample["segment"].to_numpy(), result.labels[rows], sample["confidence"].to_numpy()
+    )
+    assert model.manifest["metrics"]["assignment_agreement"] >= 1 - max_ties(5000) / 5000
     loaded = load_bundle(save_bundle(model, tmp_path / "cc"))
-    assert np.array_equal(loaded.predict(cc_general), result.labels)
+    assert np.array_equal(loaded.predict(cc_general), result.labels)  # every row: training's products
     details = loaded.predict_details(cc_general.head(20))
     assert list(details.columns) == ["CUST_ID", "segment", "confidence"]
     assert details["CUST_ID"].tolist() == cc_general["CUST_ID"].head(20).tolist()
-    # The ID column is optional at prediction time.
-    no_id = loaded.predict(cc_general.drop(columns=["CUST_ID"]).head(50))
-    assert np.array_equal(no_id, result.labels[:50])
+    # The ID column is optional at prediction time. (50 rows: other product shapes, ties may differ.)
+    no_id = loaded.predict_details(cc_general.drop(columns=["CUST_ID"]).head(50))
+    assert_labels_equal_except_ties(
+        no_id["segment"].to_numpy(), result.labels[:50], no_id["confidence"].to_numpy()
+    )
     bad = cc_general.head(10).copy()
     bad.loc[bad.index[3], "BALANCE"] = -5.0
     with pytest.raises(DataValidationError, match="BALANCE") as info:

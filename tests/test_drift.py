@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from numerics import max_ties
 
 from segmentation import drift
 from segmentation.bundle import SegmentationModel, load_bundle, save_bundle
@@ -180,7 +181,9 @@ def test_unshifted_snapshot_does_not_alert_and_chunking_changes_nothing(world: d
     assert max(f.psi for f in small_chunks.features) < 5 * 17 * small_chunks.snapshot["noise_floor_psi"]
     one_chunk = drift.compare(world["model"], world["fresh_path"], DriftConfig())
     assert [f.psi for f in one_chunk.features] == pytest.approx([f.psi for f in small_chunks.features])
-    assert one_chunk.segments.actual == pytest.approx(small_chunks.segments.actual)
+    # Segments are predicted in 1,000-row chunks vs at once: other product shapes, so a row at a tie may
+    # change segment (a share moves by 1 / ROWS per row); a lost or doubled chunk would move 1,000 rows.
+    assert one_chunk.segments.actual == pytest.approx(small_chunks.segments.actual, abs=max_ties(ROWS) / ROWS)
 
 
 def test_shifted_snapshot_alerts_on_the_shifted_features(world: dict, tmp_path: Path) -> None:

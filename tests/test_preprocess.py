@@ -248,6 +248,7 @@ def test_output_dtype(float32: bool) -> None:
 def test_chunked_transform_equals_single_pass() -> None:
     frame = _mixed_frame()
     pre = Preprocessor(_mixed_schema(), PreprocessConfig(), float32=True).fit(frame)
+    # Exact: transforming is elementwise (no BLAS, no sums across rows), so chunking cannot change a value.
     assert np.array_equal(pre.transform(frame, chunk_rows=97), pre.transform(frame))
 
 

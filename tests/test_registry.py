@@ -51,9 +51,12 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
 def test_versions_are_immutable_copies_verified_on_load(bundles, tmp_path: Path) -> None:
     registry = LocalRegistry(tmp_path, "segments")
-    first = registry.register(bundles(3, 0.30), source="run-a")
+    bundle = bundles(3, 0.30)
+    first = registry.register(bundle, source="run-a")
     assert (first.version, first.aliases) == (1, ("candidate", "latest"))
-    assert registry.register(bundles(3, 0.30)).version == 1  # same digest: same version
+    # The same files again: the same digest, the same version. (Not a retrained bundle: with 3+ OpenMP
+    # threads scikit-learn's k-means may give centroids that differ in the last bits, hence another digest.)
+    assert registry.register(bundle).version == 1
     second = registry.register(bundles(4, 0.35))
     assert second.version == 2
     assert registry.get("v1").aliases == ()

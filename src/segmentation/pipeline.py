@@ -691,10 +691,12 @@ def assemble_model(
     """Put the fitted parts together and measure how well the bundle reproduces the training labels.
 
     ``assignment_agreement`` is the share of (up to ``evaluate.agreement_sample``) training rows whose
-    label from the full prediction path equals the training label: exactly 1 for centroid models
+    label from the full prediction path equals the training label: 1 by construction for centroid models
     (k-means, mini-batch, agglomerative, whose training labels are defined by the nearest-centroid rule)
-    and GMMs; below 1 where training labels come from a fit that the prediction rule approximates
-    (HDBSCAN's approximate_predict, DBSCAN's nearest core point).
+    and GMMs, up to a row within float32 rounding of a boundary (the sample is predicted in products of
+    another shape, which some BLAS kernels sum in another order); below 1 where training labels come
+    from a fit that the prediction rule approximates (HDBSCAN's approximate_predict, DBSCAN's nearest
+    core point).
     """
     centroids = standardized_differences(x, result.labels, pre.feature_names_out_)
     carried = {int(k): v for k, v in ((result.alignment or {}).get("carried_names") or {}).items()}

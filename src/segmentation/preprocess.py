@@ -259,7 +259,8 @@ class Preprocessor:
     def transform_columns(self, columns: Mapping[str, CheckedColumn], n_rows: int) -> np.ndarray:
         """Transform columns into a column-major ``(features out, rows)`` block (one row per feature).
 
-        Training, serving and batch scoring all come through here, so they agree bit for bit. Each dense
+        Training, serving and batch scoring all come through here, so on one machine they agree bit for bit
+        (elementwise NumPy, no BLAS: no summation order to vary). Each dense
         column is worked on in place while it is in cache: impute, clip, unskew, centre, scale. With float32
         output the work is done in float32 too (NumPy's float32 ``log1p``/``expm1`` are vectorised, six
         times faster than float64 here).

@@ -77,6 +77,8 @@ def test_history_empty_before_fit():
 
 
 def test_same_seed_is_bit_identical(blobs, fitted):
+    # Bit-identical within one process: the same seeded operations on the same torch CPU kernels
+    # (ATEN_CPU_CAPABILITY) and thread count. Another machine or thread count may round differently.
     again = AutoencoderFeaturizer(_config(), seed=7).fit(blobs[0])
     assert again.history == fitted.history
     assert np.array_equal(again.transform(blobs[0]), fitted.transform(blobs[0]))
@@ -112,7 +114,8 @@ def test_transform_is_deterministic_and_does_not_refit(blobs, fitted):
     first = fitted.transform(blobs[0])
     second = fitted.transform(blobs[0])
     assert np.array_equal(first, second)
-    # Column-major rows (batch scoring hands over the transpose of a preprocessed block): same bits.
+    # Column-major rows (batch scoring hands over the transpose of a preprocessed block): same bits, as
+    # transform copies each batch to C order first, so the encoder runs on identical tensors.
     assert np.array_equal(fitted.transform(np.asfortranarray(blobs[0])), first)
     _, after = fitted.get_state()
     assert all(np.array_equal(before[k], after[k]) for k in before)

@@ -108,6 +108,8 @@ def test_segment_report_regenerates_without_retraining_and_stores_names(
     assert (run / "profile.csv").is_file()
     assert (run / "plots" / "segments_2d.png").is_file()
     assert bundle_digest(load_bundle(run / "bundle").manifest) == digest  # nothing refit or rewritten
+    # Exact: the profile is NumPy reductions of the same file's raw values over the saved labels, in the
+    # same order (no BLAS, nothing refit).
     assert pd.read_csv(run / "profile.csv").equals(pd.read_csv(trained_run / "profile.csv"))
 
     names = tmp_path / "names.yaml"

@@ -1,7 +1,9 @@
 """Autoencoder featurizer: a PyTorch Lightning MLP whose bottleneck is the feature space.
 
-Training is reproducible: with the same seed and data, two fits on CPU give bit-identical weights
-(seeded row sample and split, seeded shuffling, ``deterministic=True``, no worker processes).
+Training is reproducible: with the same seed and data, two fits on CPU give bit-identical weights on the
+same machine and thread count (seeded row sample and split, seeded shuffling, ``deterministic=True``, no
+worker processes). Another CPU capability (``ATEN_CPU_CAPABILITY``) or thread count may sum in another
+order: weights then agree to float32 rounding, not to the bit.
 """
 
 from __future__ import annotations
