@@ -89,15 +89,8 @@ AWS_ENV = {
 }
 
 
-def test_aws_ec2_deployment_renders_an_ec2_task_without_secrets(stack: dict) -> None:
-    """The ECS pool and the aws-ec2 deployment on the real local server, rendered as the ECS worker would."""
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-    from prefect_aws.workers.ecs_worker import ECSJobConfiguration
-
-    env = {**stack["env"], **AWS_ENV, "WANDB_API_KEY": "secret-value-that-must-not-leak"}
+def deploy_aws_ec2(env: dict[str, str]) -> None:
+    """The ECS pool, then `prefect deploy` of the aws-ec2 deployment from prefect.yaml, on this server."""
     prefect = str(Path(sys.executable).parent / "prefect")
     for command in (
         ["work-pool", "create", "segmentation-ecs", "--type", "ecs", "--overwrite"],
@@ -107,6 +100,18 @@ def test_aws_ec2_deployment_renders_an_ec2_task_without_secrets(stack: dict) -> 
             [prefect, *command], env=env, capture_output=True, text=True, timeout=300, check=False
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_aws_ec2_deployment_renders_an_ec2_task_without_secrets(stack: dict) -> None:
+    """The ECS pool and the aws-ec2 deployment on the real local server, rendered as the ECS worker would."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect_aws.workers.ecs_worker import ECSJobConfiguration
+
+    env = {**stack["env"], **AWS_ENV, "WANDB_API_KEY": "secret-value-that-must-not-leak"}
+    deploy_aws_ec2(env)
 
     async def render() -> tuple[dict, ECSJobConfiguration]:
         async with get_client() as client:
@@ -298,15 +303,7 @@ def test_aws_ec2_deployment_runs_from_the_runtime_image_layout(stack: dict, tmp_
     assert not [p for p in elsewhere for pkg in ("segmentation", "workflows") if (Path(p) / pkg).exists()]
 
     env = {**stack["env"], **AWS_ENV}
-    prefect = str(Path(sys.executable).parent / "prefect")
-    for command in (
-        ["work-pool", "create", "segmentation-ecs", "--type", "ecs", "--overwrite"],
-        ["--no-prompt", "deploy", "--name", "train-segmentation/aws-ec2"],
-    ):
-        result = subprocess.run(
-            [prefect, *command], env=env, capture_output=True, text=True, timeout=300, check=False
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+    deploy_aws_ec2(env)
 
     data = tmp_path / "customers.csv"
     shutil.copy(sample_data_path(), data)
