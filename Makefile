@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The lock files (pip-tools, `make lock`): every package at the version the suite was run with.
+# The lock files (pip-tools, `make lock`): every package at the version the suite was run with. dev: the
+# project with every extra and the dev tools (this venv, CI); runtime: the `all` extra (the flows and the
+# Prefect worker, the Dockerfile's runtime image); serve: the base and the `serve` extra only (the server
+# image: no Prefect, AWS, Dask, W&B or torch).
 LOCK_DEV     := requirements/dev.txt
 LOCK_RUNTIME := requirements/runtime.txt
+LOCK_SERVE   := requirements/serve.txt
 # torch's CPU build comes from PyTorch's index, and only torch does (--no-deps), so no other package name can
 # ever be served by that index instead of PyPI.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
@@ -34,12 +38,14 @@ demo: setup
 	@echo "Demo finished: open runs/demo/report.html (also report.md, profile.csv, plots/, bundle/, metrics.json, labels.parquet)"
 
 # Resolve the locks again after a change to pyproject.toml (pins that still fit are kept; `make lock
-# LOCK_FLAGS=--upgrade` takes the newest versions the ranges allow); runtime is the subset of dev.
+# LOCK_FLAGS=--upgrade` takes the newest versions the ranges allow); runtime and serve are subsets of dev,
+# constrained to it, so no two locks ever disagree on a version.
 # Then `make test`, and commit the lock files with the change that needed them.
 PIP_COMPILE = $(BIN)/pip-compile --quiet --annotation-style line --strip-extras --no-emit-index-url --no-emit-find-links --allow-unsafe
 lock: setup
 	$(PIP_COMPILE) $(LOCK_FLAGS) --extra dev --output-file $(LOCK_DEV) pyproject.toml
-	$(PIP_COMPILE) --constraint $(LOCK_DEV) --output-file $(LOCK_RUNTIME) pyproject.toml
+	$(PIP_COMPILE) --constraint $(LOCK_DEV) --extra all --output-file $(LOCK_RUNTIME) pyproject.toml
+	$(PIP_COMPILE) --constraint $(LOCK_DEV) --extra serve --output-file $(LOCK_SERVE) pyproject.toml
 
 lint: setup
 	$(BIN)/ruff check src workflows tests benchmarks

@@ -39,14 +39,9 @@ from sklearn.metrics import adjusted_rand_score
 from segmentation.config import SegmentConfig, load_config
 from segmentation.data.io import read_table, sample_data_path
 from segmentation.evaluation import evaluate_segments
-from segmentation.pipeline import (
-    ValidatedTable,
-    evaluate,
-    fit_features,
-    fit_preprocessing,
-    fit_segments,
-    validate_table,
-)
+from segmentation.stages.evaluate import evaluate
+from segmentation.stages.fit import fit_features, fit_preprocessing, fit_segments
+from segmentation.stages.load import ValidatedTable, validate_table
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 FIXED_KS = (2, 3, 4, 5, 6, 7)

@@ -16,22 +16,22 @@ timed; the data file is read once before each side so both start with a warm pag
 Stages (ours | baseline):
 
 * read: ``read_table`` (Parquet for synthetic, pyarrow CSV for CC GENERAL) | ``pd.read_csv(path)`` (C engine)
-* validate: ``pipeline.validate_table`` | none (``n/a``)
-* preprocess: ``pipeline.fit_preprocessing`` (defaults, float32) | SimpleImputer(median) +
+* validate: ``stages.load.validate_table`` | none (``n/a``)
+* preprocess: ``stages.fit.fit_preprocessing`` (defaults, float32) | SimpleImputer(median) +
   PowerTransformer(yeo-johnson) + StandardScaler on the numeric columns, float64
-* featurize: ``pipeline.fit_features`` (default PCA, 90 % variance) | ``PCA(n_components=0.9)`` float64
-* cluster: ``pipeline.fit_segments`` with ``cluster.n_clusters=6`` |
+* featurize: ``stages.fit.fit_features`` (default PCA, 90 % variance) | ``PCA(n_components=0.9)`` float64
+* cluster: ``stages.fit.fit_segments`` with ``cluster.n_clusters=6`` |
   ``KMeans(n_clusters=6, n_init=4)`` float64
-* evaluate: ``pipeline.evaluate`` (sampled silhouettes, Davies-Bouldin, Calinski-Harabasz) |
+* evaluate: ``stages.evaluate.evaluate`` (sampled silhouettes, Davies-Bouldin, Calinski-Harabasz) |
   full ``silhouette_score`` where it fits (n <= 50,000), else an estimate from a timed 20,000-row
   silhouette scaled by ``(n / 20,000) ** 2``.
 
 Plots and report (not in the stage totals): after training, each side draws its plots. Ours is the flow's
-visualize stage, ``pipeline.write_insights`` (profile.csv, every PNG from a 20,000-row sample, report.html
-and report.md); the baseline draws the same kinds of plot naively from every row (scatter on two principal
-components, box plots of four features, a per-segment mean heatmap) plus a groupby profile. Time and the
-memory the step adds (peak current RSS during the step minus RSS before it, sampled every 10 ms) are
-reported side by side.
+visualize stage, ``stages.outputs.write_insights`` (profile.csv, every PNG from a 20,000-row sample,
+report.html and report.md); the baseline draws the same kinds of plot naively from every row (scatter on
+two principal components, box plots of four features, a per-segment mean heatmap) plus a groupby profile.
+Time and the memory the step adds (peak current RSS during the step minus RSS before it, sampled every
+10 ms) are reported side by side.
 
 Quality is compared on the same rows: silhouettes of both label sets in both preprocessed spaces (all rows
 of CC GENERAL; the evaluation's seeded 10,000-row sample on larger tables), ARI against the planted
@@ -193,10 +193,14 @@ def worker_generate(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
     """Our pipeline, stage by stage, with the default config and ``cluster.n_clusters`` fixed."""
-    from segmentation import pipeline
     from segmentation.clustering import sampled_silhouette
     from segmentation.config import load_config
     from segmentation.data.io import read_table
+    from segmentation.stages.assemble import assemble_model
+    from segmentation.stages.evaluate import evaluate
+    from segmentation.stages.fit import fit_features, fit_preprocessing, fit_segments
+    from segmentation.stages.load import validate_table
+    from segmentation.stages.outputs import write_insights
 
     config = load_config(
         overrides=[f"cluster.n_clusters={spec['n_clusters']}", f"cluster.n_init={spec['n_init']}"]
@@ -210,37 +214,37 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
         with timer("read"):
             frame = read_table(path)
         with timer("validate"):
-            table = pipeline.validate_table(frame, config.data, source=str(path), seed=config.seed)
+            table = validate_table(frame, config.data, source=str(path), seed=config.seed)
         del frame  # the workflow keeps only the validated table
         with timer("preprocess"):
-            pre, x = pipeline.fit_preprocessing(
+            pre, x = fit_preprocessing(
                 table, config.preprocess, float32=config.data.float32, seed=config.seed
             )
         with timer("featurize"):
-            featurizer, z = pipeline.fit_features(x, config.featurize, seed=config.seed)
+            featurizer, z = fit_features(x, config.featurize, seed=config.seed)
         with timer("cluster"):
-            result = pipeline.fit_segments(
+            result = fit_segments(
                 z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
             )
         with timer("evaluate"):
-            metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
+            metrics = evaluate(x, z, result, featurizer, config=config)
         runs.append(timer.seconds)
         if rep + 1 < spec["repeats"]:
             del table, x, z, result, featurizer
     # Diagnostic (not in any stage): one sampled silhouette alone. fit_segments computes it (the k criterion)
-    # and pipeline.evaluate reuses it, adding one more in PCA space.
+    # and stages.evaluate reuses it, adding one more in PCA space.
     start = time.perf_counter()
     sampled_silhouette(x, result.labels, config.evaluate.silhouette_sample, config.seed)
     silhouette_s = time.perf_counter() - start
     idx = sample_index(len(x), config.evaluate.silhouette_sample, config.seed)
     save_quality_arrays(Path(spec["prefix"] + "_ours"), result.labels, x, idx)
-    model = pipeline.assemble_model(
+    model = assemble_model(
         table, pre, featurizer, result, x, metrics, config=config, data_hash="benchmark", source=str(path)
     )
     insights: dict[str, float] = {}
     logger.info("ours: plots and report")
     with memory_added(insights):
-        written = pipeline.write_insights(
+        written = write_insights(
             Path(spec["prefix"] + "_ours_run"),
             model,
             table,
@@ -728,7 +732,7 @@ def bench_dataset(spec: dict[str, Any], work: Path, truth: np.ndarray | None) ->
     if ours["silhouette"] is not None and abs(own - ours["silhouette"]) > 1e-4:
         logger.warning(
             "our silhouette recomputed on the shared sample (%.5f) differs from "
-            "pipeline.evaluate's (%.5f): the samples do not match",
+            "stages.evaluate's (%.5f): the samples do not match",
             own,
             ours["silhouette"],
         )

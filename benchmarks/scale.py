@@ -52,9 +52,13 @@ def worker_stages(spec: dict[str, Any]) -> dict[str, Any]:
     """Every training stage in this process, each measured on its own."""
     import numpy as np
 
-    from segmentation import pipeline
     from segmentation.config import load_config
     from segmentation.resources import measure
+    from segmentation.stages.assemble import assemble_model
+    from segmentation.stages.evaluate import evaluate
+    from segmentation.stages.fit import fit_features, fit_preprocessing, fit_segments
+    from segmentation.stages.load import validate_source
+    from segmentation.stages.outputs import write_insights, write_run_outputs
 
     config = load_config(overrides=spec["overrides"])
     path, work = spec["data"], Path(spec["work"])
@@ -64,35 +68,33 @@ def worker_stages(spec: dict[str, Any]) -> dict[str, Any]:
         stages.append({"stage": meter.name, "seconds": meter.seconds, "peak_rss_mib": meter.peak_rss_mib})
 
     with measure("validate") as meter:
-        table = pipeline.validate_source(path, config.data, source=path, seed=config.seed)
+        table = validate_source(path, config.data, source=path, seed=config.seed)
         meter.rows = table.n_rows
     record(meter)
     with measure("preprocess", rows=table.n_rows) as meter:
-        pre, x = pipeline.fit_preprocessing(
+        pre, x = fit_preprocessing(
             table, config.preprocess, float32=True, seed=config.seed, out=work / "x.npy"
         )
     record(meter)
     with measure("featurize", rows=table.n_rows) as meter:
-        featurizer, z = pipeline.fit_features(x, config.featurize, seed=config.seed)
+        featurizer, z = fit_features(x, config.featurize, seed=config.seed)
     record(meter)
     with measure("cluster", rows=table.n_rows) as meter:
-        result = pipeline.fit_segments(
+        result = fit_segments(
             z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
         )
     record(meter)
     with measure("evaluate", rows=table.n_rows) as meter:
-        metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
+        metrics = evaluate(x, z, result, featurizer, config=config)
     record(meter)
     with measure("bundle + labels", rows=table.n_rows) as meter:
-        model = pipeline.assemble_model(
+        model = assemble_model(
             table, pre, featurizer, result, x, metrics, config=config, data_hash="bench", source=path
         )
-        pipeline.write_run_outputs(work / "run", model, table, result.labels, featurizer)
+        write_run_outputs(work / "run", model, table, result.labels, featurizer)
     record(meter)
     with measure("plots + report", rows=table.n_rows) as meter:
-        pipeline.write_insights(
-            work / "run", model, table, result.labels, x, featurizer.history, seed=config.seed
-        )
+        write_insights(work / "run", model, table, result.labels, x, featurizer.history, seed=config.seed)
     record(meter)
     return {
         "stages": stages,

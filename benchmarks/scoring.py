@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from segmentation.bundle import load_bundle
-from segmentation.data.row_validation import check_columns
+from segmentation.contract.checks import check_columns
 from segmentation.scoring import plan_scoring, read_chunk, score_chunk, score_table
 
 

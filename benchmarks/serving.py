@@ -53,13 +53,13 @@ def free_port() -> int:
 
 def train_bundle(work: Path) -> Path:
     """The CC GENERAL k-means bundle both servers load (k = 5, as the defaults choose)."""
-    from segmentation import pipeline
     from segmentation.bundle import save_bundle
     from segmentation.config import load_config
     from segmentation.data.io import sample_data_path
+    from segmentation.stages.assemble import fit_model
 
     config = load_config(overrides=["cluster.n_clusters=5", "evaluate.stability_resamples=0"])
-    model, _ = pipeline.fit_model(pd.read_csv(sample_data_path()), config, source="cc")
+    model, _ = fit_model(pd.read_csv(sample_data_path()), config, source="cc")
     return save_bundle(model, work / "bundle")
 
 

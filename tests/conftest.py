@@ -51,7 +51,7 @@ def scoring_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small PCA + k-means bundle (4 segments, model ``test-model``) saved to disk, as scoring loads it."""
     from segmentation.bundle import save_bundle
     from segmentation.config import SegmentConfig
-    from segmentation.pipeline import fit_model
+    from segmentation.stages.assemble import fit_model
 
     table, _ = make_customers(3000, 10, 4, seed=5)
     config = SegmentConfig.model_validate(

@@ -9,12 +9,15 @@ import pandas as pd
 import pytest
 from numerics import assert_labels_equal_except_ties, decision_margins
 
-from segmentation import pipeline
 from segmentation.alignment import align_by_centroids, align_by_overlap
 from segmentation.bundle import load_bundle, save_bundle
 from segmentation.clustering import fit_clusterer
 from segmentation.config import load_config
 from segmentation.data.synthetic import make_customers
+from segmentation.stages.assemble import assemble_model
+from segmentation.stages.evaluate import evaluate
+from segmentation.stages.fit import align_segments, fit_features, fit_preprocessing, fit_segments
+from segmentation.stages.load import validate_table
 
 
 def test_overlap_recovers_a_permutation_and_keeps_noise() -> None:
@@ -79,11 +82,11 @@ def test_relabel_renames_segments_without_moving_customers(override: str) -> Non
 
 def _fit(frame: pd.DataFrame, seed: int):
     config = load_config(overrides=["cluster.n_clusters=4", f"seed={seed}"])
-    table = pipeline.validate_table(frame, config.data, source="t", seed=seed)
-    pre, x = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=seed)
-    featurizer, z = pipeline.fit_features(x, config.featurize, seed=seed)
-    result = pipeline.fit_segments(z, x, config.cluster, seed=seed, silhouette_sample=2000)
-    metrics = pipeline.evaluate(
+    table = validate_table(frame, config.data, source="t", seed=seed)
+    pre, x = fit_preprocessing(table, config.preprocess, float32=True, seed=seed)
+    featurizer, z = fit_features(x, config.featurize, seed=seed)
+    result = fit_segments(z, x, config.cluster, seed=seed, silhouette_sample=2000)
+    metrics = evaluate(
         x,
         z,
         result,
@@ -92,7 +95,7 @@ def _fit(frame: pd.DataFrame, seed: int):
             update={"evaluate": config.evaluate.model_copy(update={"stability_resamples": 0})}
         ),
     )
-    model = pipeline.assemble_model(
+    model = assemble_model(
         table, pre, featurizer, result, x, metrics, config=config, data_hash="h", source="t"
     )
     return table, pre, featurizer, x, result, model
@@ -113,9 +116,7 @@ def test_retrain_on_a_reshuffled_copy_keeps_ids_even_when_size_order_changes(tmp
     unaligned = pd.Series(result.labels, index=shuffled["customer_id"].to_numpy())
     common = unaligned.index
     assert (unaligned != before[common]).mean() > 0.2  # without alignment, IDs moved
-    aligned = pipeline.align_segments(
-        result, table, x, pre.feature_names_out_, previous, reference="previous", seed=0
-    )
+    aligned = align_segments(result, table, x, pre.feature_names_out_, previous, reference="previous", seed=0)
     after = pd.Series(aligned.labels, index=shuffled["customer_id"].to_numpy())
     assert (after == before[common]).mean() > 0.99
     assert aligned.alignment["method"] == "label_overlap"

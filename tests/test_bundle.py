@@ -18,7 +18,7 @@ from segmentation.data.chunks import sample_positions
 from segmentation.data.io import read_table, sample_data_path
 from segmentation.data.synthetic import make_customers
 from segmentation.errors import BundleError, DataValidationError
-from segmentation.pipeline import fit_model
+from segmentation.stages.assemble import fit_model
 
 Trained = tuple[SegmentationModel, ClusterResult]
 

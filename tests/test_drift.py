@@ -19,8 +19,8 @@ from segmentation.data.chunks import sample_positions
 from segmentation.data.io import write_table
 from segmentation.data.synthetic import make_customers
 from segmentation.errors import BundleError, DataValidationError
-from segmentation.pipeline import fit_model
 from segmentation.registry import LocalRegistry, RegistryError
+from segmentation.stages.assemble import fit_model
 
 ROWS = 6000
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import cast
 
 import pytest
 import yaml
@@ -32,9 +33,26 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _dockerfile_stages() -> dict[str, dict[str, object]]:
+    """Each stage of the Dockerfile: its base (``from``) and instructions (continuation lines joined)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    stages: dict[str, dict[str, object]] = {}
+    lines: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "FROM":
+            lines = []
+            stages[words[-1]] = {"from": words[1], "lines": lines}
+        elif stages:
+            lines.append(" ".join(words))
+    return stages
+
+
 def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert all(f"AS {stage}" in text for stage in ("builder", "runtime", "server"))
+    assert all(f"AS {stage}" in text for stage in ("builder", "runtime", "serve-builder", "server"))
     assert "USER 10001" in text
     assert "HEALTHCHECK" in text
     assert "/health" in text
@@ -113,24 +131,71 @@ def _pins(name: str) -> dict[str, str]:
     return pins
 
 
-def test_the_locks_pin_what_pyproject_declares() -> None:
-    """Every dependency of pyproject.toml is locked at a version its range admits; runtime is dev's subset."""
+# What a serving install (the base and the `serve` extra, requirements/serve.txt) must never hold: the
+# stacks of the other extras (torch and Lightning, Prefect and its AWS and Dask integrations, W&B, plots).
+NOT_SERVED = ("torch", "nvidia-", "lightning", "pytorch-lightning", "prefect", "dask", "distributed")
+NOT_SERVED_EXACT = {"boto3", "botocore", "aiobotocore", "wandb", "sweeps", "matplotlib", "torchmetrics"}
+COMPONENT_EXTRAS = ("serve", "autoencoder", "train", "aws", "dask")
+
+
+def _extras() -> dict[str, set[str]]:
+    """``{extra: {requirement as written}}`` from pyproject.toml, ``base`` for the dependencies."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    runtime, dev = _pins("runtime.txt"), _pins("dev.txt")
-    for lock, declared in (
-        (runtime, project["dependencies"]),
-        (dev, project["optional-dependencies"]["dev"]),
+    extras = {
+        name: set(map(str, map(Requirement, reqs))) for name, reqs in project["optional-dependencies"].items()
+    }
+    return {"base": set(map(str, map(Requirement, project["dependencies"]))), **extras}
+
+
+def test_the_locks_pin_what_pyproject_declares() -> None:
+    """Every dependency of pyproject.toml is locked at a version its range admits, in each lock that
+    installs it; runtime and serve are subsets of dev at the same versions."""
+    extras = _extras()
+    runtime, dev, serve = _pins("runtime.txt"), _pins("dev.txt"), _pins("serve.txt")
+    for lock_name, lock, groups in (
+        ("runtime.txt", runtime, ("base", "all")),
+        ("dev.txt", dev, ("base", "dev")),
+        ("serve.txt", serve, ("base", "serve")),
     ):
-        for spec in map(Requirement, declared):
+        for spec in (Requirement(r) for group in groups for r in extras[group]):
             name = canonicalize_name(spec.name)
-            assert name in lock, f"{spec.name} is declared but not locked: run `make lock`"
+            assert name in lock, f"{spec.name} is declared but not in {lock_name}: run `make lock`"
             assert spec.specifier.contains(lock[name], prereleases=True), (
-                f"{spec.name}=={lock[name]} is locked, pyproject.toml asks for {spec.specifier}: `make lock`"
+                f"{spec.name}=={lock[name]} is in {lock_name}, pyproject.toml asks for {spec.specifier}: "
+                "`make lock`"
             )
     assert {name: dev.get(name) for name in runtime} == runtime, "runtime.txt must agree with dev.txt"
+    assert {name: dev.get(name) for name in serve} == serve, "serve.txt must agree with dev.txt"
     # The CPU build: a CUDA one would bring nvidia-* packages into the lock.
     assert runtime["torch"].endswith("+cpu")
     assert not [name for name in dev if name.startswith("nvidia-")]
+
+
+def test_all_is_every_extra_and_dev_holds_all() -> None:
+    """``all`` spells out serve + autoencoder + train + aws + dask (pip-compile cannot lock a
+    self-referencing extra), exactly; ``dev`` is all of it plus the tools."""
+    extras = _extras()
+    union = set().union(*(extras[name] for name in COMPONENT_EXTRAS))
+    assert extras["all"] == union, f"`all` differs from the extras: {extras['all'] ^ union}"
+    assert extras["dev"] >= union, f"`dev` lacks {union - extras['dev']}"
+    names = {canonicalize_name(Requirement(r).name) for group in extras.values() for r in group}
+    assert "customer-segmentation" not in names, "spell extras out: no self-reference"
+
+
+def test_the_serve_lock_has_no_training_stack() -> None:
+    """requirements/serve.txt: the base and `serve` only; none of the other extras' stacks."""
+    serve = _pins("serve.txt")
+    heavy = sorted(n for n in serve if n.startswith(NOT_SERVED) or n in NOT_SERVED_EXACT)
+    assert not heavy, f"requirements/serve.txt must not hold {heavy}"
+    assert {"litserve", "fastapi", "scikit-learn", "hdbscan", "pandera"} <= set(serve)
+    extras = _extras()
+    other = {
+        canonicalize_name(Requirement(r).name)
+        for name in COMPONENT_EXTRAS
+        if name != "serve"
+        for r in extras[name]
+    }
+    assert not other & set(serve), f"requirements/serve.txt holds other extras: {other & set(serve)}"
 
 
 def test_the_suite_runs_on_the_locked_versions() -> None:
@@ -180,7 +245,32 @@ def test_the_image_and_ci_install_from_the_lock() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "-r $(LOCK_DEV)" in makefile
     assert "pip check" in makefile
+    for lock in ("LOCK_DEV", "LOCK_RUNTIME", "LOCK_SERVE"):
+        assert f"--output-file $({lock})" in makefile, f"`make lock` writes {lock}"
     for workflow in ("ci.yml", "deploy.yml", "experiment.yml"):
         text = (ROOT / ".github" / "workflows" / workflow).read_text()
         assert "make setup" in text
         assert "cache-dependency-path: requirements/dev.txt" in text
+
+
+def test_the_server_image_installs_only_the_serve_lock() -> None:
+    """The server stage takes its environment from serve-builder, which installs requirements/serve.txt
+    and the project, nothing else (no torch, no other lock); the runtime image keeps every extra."""
+    stages = _dockerfile_stages()
+    server, builder = stages["server"], stages["serve-builder"]
+    assert server["from"] == builder["from"] == stages["builder"]["from"], "server is not built FROM runtime"
+    server_lines = cast(list[str], server["lines"])
+    assert [ln for ln in server_lines if ln.startswith("COPY --from=")] == [
+        "COPY --from=serve-builder /opt/venv /opt/venv"
+    ]
+    assert not [ln for ln in server_lines if "pip install" in ln], "the server stage installs nothing"
+    assert "USER 10001:10001" in server_lines
+    installs = [ln for ln in cast(list[str], builder["lines"]) if "pip install" in ln]
+    assert installs == [
+        "RUN pip install --no-deps --requirement requirements/serve.txt",
+        "RUN pip install --no-deps . && pip check",
+    ]
+    copies = [ln for ln in cast(list[str], builder["lines"]) if ln.startswith("COPY")]
+    assert not [ln for ln in copies if "requirements/" in ln and "requirements/serve.txt" not in ln]
+    runtime_copies = [ln for ln in cast(list[str], stages["runtime"]["lines"]) if ln.startswith("COPY")]
+    assert runtime_copies == ["COPY --from=builder /opt/venv /opt/venv"]

@@ -9,14 +9,19 @@ import pandas as pd
 import pytest
 from numerics import TIE_MARGIN, assert_labels_equal_except_ties, distance_margins
 
-from segmentation import pipeline
 from segmentation.clustering import fit_clusterer
 from segmentation.config import load_config
+from segmentation.contract.inference import infer_schema
 from segmentation.data.chunks import iter_chunks, take_rows
 from segmentation.data.io import write_table
 from segmentation.data.synthetic import make_customers
-from segmentation.data.validation import infer_schema
 from segmentation.errors import DataValidationError
+from segmentation.stages.assemble import assemble_model, fit_model
+from segmentation.stages.evaluate import evaluate
+from segmentation.stages.fit import fit_features, fit_preprocessing, fit_segments
+from segmentation.stages.load import customer_ids, validate_source, validate_table
+from segmentation.stages.outputs import write_insights, write_run_outputs
+from segmentation.stages.rebuild import rebuild_insights
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +50,14 @@ def test_streamed_schema_and_matrix_equal_the_in_memory_ones(
 ) -> None:
     frame, path = customers
     config = load_config(overrides=["preprocess.fit_sample=2000"])
-    in_memory = pipeline.validate_table(frame, config.data, source="t", seed=0)
-    streamed = pipeline.validate_source(str(path), config.data, source="t", seed=0, chunk_rows=900)
+    in_memory = validate_table(frame, config.data, source="t", seed=0)
+    streamed = validate_source(str(path), config.data, source="t", seed=0, chunk_rows=900)
     # Bounds, categories and the reference date come from every row, not from the first chunk.
     assert streamed.schema == in_memory.schema
     assert streamed.n_rows == len(frame)
-    assert pipeline.customer_ids(streamed).tolist() == frame["customer_id"].tolist()
-    pre_a, x_a = pipeline.fit_preprocessing(in_memory, config.preprocess, float32=True, seed=0)
-    pre_b, x_b = pipeline.fit_preprocessing(
+    assert customer_ids(streamed).tolist() == frame["customer_id"].tolist()
+    pre_a, x_a = fit_preprocessing(in_memory, config.preprocess, float32=True, seed=0)
+    pre_b, x_b = fit_preprocessing(
         streamed, config.preprocess, float32=True, seed=0, out=tmp_path / "x.npy", chunk_rows=777
     )
     assert isinstance(x_b, np.memmap)
@@ -71,12 +76,12 @@ def test_writing_the_matrix_again_leaves_a_reader_of_the_previous_file_intact(
     """
     _, path = customers
     config = load_config(overrides=["preprocess.fit_sample=2000"])
-    table = pipeline.validate_source(str(path), config.data, source="t", seed=0, chunk_rows=900)
+    table = validate_source(str(path), config.data, source="t", seed=0, chunk_rows=900)
     out = tmp_path / "stage.x.npy"
-    _, first = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=0, out=out)
+    _, first = fit_preprocessing(table, config.preprocess, float32=True, seed=0, out=out)
     expected = np.array(first)
     before = out.stat().st_ino
-    _, second = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=0, out=out)
+    _, second = fit_preprocessing(table, config.preprocess, float32=True, seed=0, out=out)
     assert out.stat().st_ino != before, "the file was rewritten in place under its reader"
     np.testing.assert_array_equal(first, expected)  # the first reader's pages are untouched
     np.testing.assert_array_equal(second, expected)
@@ -96,18 +101,16 @@ def test_a_full_disk_is_an_error_naming_the_file_not_a_crash(
 
     _, path = customers
     config = load_config(overrides=["preprocess.fit_sample=2000"])
-    table = pipeline.validate_source(str(path), config.data, source="t", seed=0)
+    table = validate_source(str(path), config.data, source="t", seed=0)
     monkeypatch.setattr(os, "posix_fallocate", full_disk)  # the one thing this machine cannot do for real
     with pytest.raises(OSError, match=r"cannot reserve [\d,]+ bytes for .*stage\.x\.npy") as caught:
-        pipeline.fit_preprocessing(
-            table, config.preprocess, float32=True, seed=0, out=tmp_path / "stage.x.npy"
-        )
+        fit_preprocessing(table, config.preprocess, float32=True, seed=0, out=tmp_path / "stage.x.npy")
     assert caught.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
 
 
 def test_schema_scan_over_chunks_matches_one_pass(customers: tuple[pd.DataFrame, Path]) -> None:
-    from segmentation.data.validation import SchemaScan
+    from segmentation.contract.inference import SchemaScan
 
     frame, _ = customers
     # A column negative only in the last chunk, and a level that is rare early: the whole table decides.
@@ -128,7 +131,7 @@ def test_failures_are_counted_over_every_chunk_like_whole_table_validation(
 ) -> None:
     frame, _ = customers
     config = load_config()
-    schema_source = pipeline.validate_table(frame, config.data, source="t").schema
+    schema_source = validate_table(frame, config.data, source="t").schema
     bad = frame.copy()
     bad["amount_01"] = bad["amount_01"].astype(str)  # numbers as text, as CSV exports often have
     bad.loc[[10, 2500, 5000], "amount_01"] = "n/a"  # not a number, in three different chunks
@@ -139,9 +142,7 @@ def test_failures_are_counted_over_every_chunk_like_whole_table_validation(
     path = tmp_path / "bad.parquet"
     bad.to_parquet(path, index=False, row_group_size=1000)
     with pytest.raises(DataValidationError) as streamed:
-        pipeline.validate_source(
-            str(path), config.data.model_copy(update={"schema_kind": "inferred"}), source="b"
-        )
+        validate_source(str(path), config.data.model_copy(update={"schema_kind": "inferred"}), source="b")
     found = {(f.column, f.check): f.count for f in streamed.value.report.failures}
     assert found[("customer_id", "unique")] == 4
     assert found[("amount_01", "coerce_dtype('float64')")] == 3
@@ -155,7 +156,7 @@ def test_csv_is_staged_as_parquet_once(customers: tuple[pd.DataFrame, Path], tmp
     csv = tmp_path / "customers.csv"
     write_table(frame, csv)
     staged = tmp_path / "stage" / "table.parquet"
-    table = pipeline.validate_source(str(csv), load_config().data, source=str(csv), staged=staged)
+    table = validate_source(str(csv), load_config().data, source=str(csv), staged=staged)
     assert table.path == str(staged)
     assert staged.is_file()
     assert table.n_rows == len(frame)
@@ -210,7 +211,7 @@ def test_hdbscan_fits_a_configured_sample_assigns_the_rest_and_reports_the_agree
             "evaluate.stability_resamples=0",
         ]
     )
-    model, result = pipeline.fit_model(frame, config)
+    model, result = fit_model(frame, config)
     sample = model.manifest["metrics"]["clusterer_sample"]
     assert sample["fit_rows"] == 1500
     assert sample["rows"] == len(frame) == len(result.labels)
@@ -223,14 +224,14 @@ def test_report_of_a_parquet_run_is_rebuilt_from_the_file_in_chunks(
 ) -> None:
     _, path = customers
     config = load_config(overrides=["cluster.n_clusters=4", "evaluate.stability_resamples=0"])
-    table = pipeline.validate_source(str(path), config.data, source=str(path), sample_size=2000)
-    pre, x = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=config.seed)
-    featurizer, z = pipeline.fit_features(x, config.featurize, seed=config.seed)
-    result = pipeline.fit_segments(z, x, config.cluster, seed=config.seed, silhouette_sample=1000)
-    metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
+    table = validate_source(str(path), config.data, source=str(path), sample_size=2000)
+    pre, x = fit_preprocessing(table, config.preprocess, float32=True, seed=config.seed)
+    featurizer, z = fit_features(x, config.featurize, seed=config.seed)
+    result = fit_segments(z, x, config.cluster, seed=config.seed, silhouette_sample=1000)
+    metrics = evaluate(x, z, result, featurizer, config=config)
     from segmentation.data.io import file_digest
 
-    model = pipeline.assemble_model(
+    model = assemble_model(
         table,
         pre,
         featurizer,
@@ -242,11 +243,11 @@ def test_report_of_a_parquet_run_is_rebuilt_from_the_file_in_chunks(
         source=str(path),
     )
     run = tmp_path / "run"
-    pipeline.write_run_outputs(run, model, table, result.labels, featurizer)
-    pipeline.write_insights(run, model, table, result.labels, x, [], seed=config.seed)
+    write_run_outputs(run, model, table, result.labels, featurizer)
+    write_insights(run, model, table, result.labels, x, [], seed=config.seed)
     first = pd.read_csv(run / "profile.csv")
     (run / "profile.csv").unlink()
-    pipeline.rebuild_insights(run)
+    rebuild_insights(run)
     # Exact: the same raw values read from the same file, the same labels (read back from labels.parquet)
     # and the same NumPy reductions in the same order; floats go through CSV text both times.
     pd.testing.assert_frame_equal(pd.read_csv(run / "profile.csv"), first, check_exact=True)

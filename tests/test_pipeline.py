@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation import pipeline
 from segmentation.config import load_config
 from segmentation.errors import DataValidationError
+from segmentation.stages.fit import fit_features, fit_preprocessing, fit_segments
+from segmentation.stages.load import customer_ids, validate_table
+from workflows.caching import STAGES, stage_keys
 
 
 def _odd_table(n: int = 600, seed: int = 0) -> pd.DataFrame:
@@ -35,7 +37,7 @@ def _odd_table(n: int = 600, seed: int = 0) -> pd.DataFrame:
 def test_table_without_id_and_with_mixed_kinds_trains() -> None:
     frame = _odd_table().drop(columns=["comment"])
     config = load_config(overrides=["cluster.search.k_max=5"])
-    table = pipeline.validate_table(frame, config.data, source="odd")
+    table = validate_table(frame, config.data, source="odd")
     kinds = {c.name: c.kind for c in table.schema.columns}
     assert kinds == {
         "spend": "numeric",
@@ -47,72 +49,67 @@ def test_table_without_id_and_with_mixed_kinds_trains() -> None:
     assert table.schema.id_column is None
     assert "constant" in table.schema.ignored_columns
     assert table.schema.reference_date == frame["signup"].max()
-    ids = pipeline.customer_ids(table)
+    ids = customer_ids(table)
     assert ids.name == "row"
     assert ids.tolist() == list(range(len(frame)))
-    _, x = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=0)
+    _, x = fit_preprocessing(table, config.preprocess, float32=True, seed=0)
     assert x.dtype == np.float32
     assert x.shape == (len(frame), 4 + 3)  # four dense columns, three one-hot levels
     assert not np.isnan(x).any()
-    _, z = pipeline.fit_features(x, config.featurize, seed=0)
-    result = pipeline.fit_segments(z, x, config.cluster, seed=0, silhouette_sample=1000)
+    _, z = fit_features(x, config.featurize, seed=0)
+    result = fit_segments(z, x, config.cluster, seed=0, silhouette_sample=1000)
     assert result.model.n_clusters_ == 3
 
 
 def test_unique_text_column_is_an_ambiguity_only_when_no_id_name() -> None:
     frame = _odd_table()
     config = load_config()
-    table = pipeline.validate_table(frame, config.data, source="odd")
+    table = validate_table(frame, config.data, source="odd")
     assert table.schema.id_column == "comment"  # the one unique, complete text column
     frame["code"] = [f"K{i}" for i in range(len(frame))]
     with pytest.raises(DataValidationError, match="ambiguous ID column"):
-        pipeline.validate_table(frame, config.data, source="odd")
+        validate_table(frame, config.data, source="odd")
     frame["client_id"] = frame["code"]
-    assert pipeline.validate_table(frame, config.data, source="odd").schema.id_column == "client_id"
+    assert validate_table(frame, config.data, source="odd").schema.id_column == "client_id"
 
 
 def test_high_cardinality_text_is_ignored() -> None:
     frame = _odd_table()
     frame.insert(0, "customer_id", [f"C{i}" for i in range(len(frame))])
-    table = pipeline.validate_table(frame, load_config().data, source="odd")
+    table = validate_table(frame, load_config().data, source="odd")
     assert table.schema.id_column == "customer_id"
     assert "comment" in table.schema.ignored_columns
 
 
 def test_stage_keys_chain() -> None:
     base = load_config()
-    keys = pipeline.stage_keys("abc", base)
-    assert keys == pipeline.stage_keys("abc", base)
-    cluster_only = pipeline.stage_keys("abc", load_config(overrides=["cluster.n_clusters=4"]))
-    assert [s for s in pipeline.STAGES if keys[s] != cluster_only[s]] == ["cluster", "evaluate"]
-    preprocess = pipeline.stage_keys("abc", load_config(overrides=["preprocess.skew=log1p"]))
-    assert [s for s in pipeline.STAGES if keys[s] != preprocess[s]] == [
+    keys = stage_keys("abc", base)
+    assert keys == stage_keys("abc", base)
+    cluster_only = stage_keys("abc", load_config(overrides=["cluster.n_clusters=4"]))
+    assert [s for s in STAGES if keys[s] != cluster_only[s]] == ["cluster", "evaluate"]
+    preprocess = stage_keys("abc", load_config(overrides=["preprocess.skew=log1p"]))
+    assert [s for s in STAGES if keys[s] != preprocess[s]] == [
         "preprocess",
         "featurize",
         "cluster",
         "evaluate",
     ]
-    other_data = pipeline.stage_keys("abd", base)
-    assert all(keys[s] != other_data[s] for s in pipeline.STAGES)
-    reseeded = pipeline.stage_keys("abc", load_config(overrides=["seed=1"]))
-    assert all(keys[s] != reseeded[s] for s in pipeline.STAGES)
+    other_data = stage_keys("abd", base)
+    assert all(keys[s] != other_data[s] for s in STAGES)
+    reseeded = stage_keys("abc", load_config(overrides=["seed=1"]))
+    assert all(keys[s] != reseeded[s] for s in STAGES)
 
 
 def test_library_never_imports_prefect() -> None:
-    modules = [
-        "segmentation.config",
-        "segmentation.data.io",
-        "segmentation.data.validation",
-        "segmentation.data.synthetic",
-        "segmentation.preprocess",
-        "segmentation.features",
-        "segmentation.features.autoencoder",
-        "segmentation.clustering",
-        "segmentation.evaluation",
-        "segmentation.bundle",
-        "segmentation.pipeline",
-        "segmentation.cli",
-    ]
+    """Every module of the library, imported in a fresh process, leaves Prefect unimported."""
+    import pkgutil
+
+    import segmentation
+
+    modules = [m.name for m in pkgutil.walk_packages(segmentation.__path__, "segmentation.")]
+    assert {"segmentation.stages.load", "segmentation.contract.validator", "segmentation.bundle"} <= set(
+        modules
+    )
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in modules)

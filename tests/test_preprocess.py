@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from segmentation.config import PreprocessConfig
-from segmentation.data.validation import ColumnSpec, TableSchema
+from segmentation.contract.schema import ColumnSpec, TableSchema
 from segmentation.preprocess import Preprocessor, signed_log1p, yeo_johnson
 
 N = 2000

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from segmentation import pipeline
 from segmentation.bundle import save_bundle
 from segmentation.config import RegistryConfig, load_config
 from segmentation.data.synthetic import make_customers
@@ -22,6 +21,10 @@ from segmentation.registry import (
     gate_reasons,
     metric_value,
 )
+from segmentation.stages.assemble import assemble_model
+from segmentation.stages.evaluate import evaluate
+from segmentation.stages.fit import fit_features, fit_preprocessing, fit_segments
+from segmentation.stages.load import validate_table
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +32,19 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Real bundles (k = 3, 4, 5, ...) whose gate metrics are set by the test."""
     frame, _ = make_customers(1200, 8, 4, seed=2)
     config = load_config(overrides=["evaluate.stability_resamples=0"])
-    table = pipeline.validate_table(frame, config.data, source="t")
-    pre, x = pipeline.fit_preprocessing(table, config.preprocess, float32=True, seed=0)
-    featurizer, z = pipeline.fit_features(x, config.featurize, seed=0)
+    table = validate_table(frame, config.data, source="t")
+    pre, x = fit_preprocessing(table, config.preprocess, float32=True, seed=0)
+    featurizer, z = fit_features(x, config.featurize, seed=0)
     root = tmp_path_factory.mktemp("bundles")
 
     def make(k: int, silhouette: float, stability: float | None = 0.95, min_share: float = 0.1) -> Path:
         cluster = config.cluster.model_copy(update={"n_clusters": k})
-        result = pipeline.fit_segments(z, x, cluster, seed=0, silhouette_sample=1000)
-        metrics = pipeline.evaluate(x, z, result, featurizer, config=config)
+        result = fit_segments(z, x, cluster, seed=0, silhouette_sample=1000)
+        metrics = evaluate(x, z, result, featurizer, config=config)
         metrics |= {"silhouette": silhouette, "min_segment_share": min_share}
         if stability is not None:
             metrics["stability"] = {"ari_pairwise_mean": stability}
-        model = pipeline.assemble_model(
+        model = assemble_model(
             table, pre, featurizer, result, x, metrics, config=config, data_hash="h", source="t"
         )
         return save_bundle(model, root / f"k{k}-{silhouette}-{stability}-{min_share}")

@@ -22,9 +22,10 @@ from segmentation import scoring
 from segmentation.bundle import SegmentationModel, bundle_digest, load_bundle
 from segmentation.cli import main
 from segmentation.config import RegistryConfig
-from segmentation.data.row_validation import row_failures
+from segmentation.contract.checks import row_failures
+from segmentation.contract.frame import validate_frame
+from segmentation.contract.schema import ColumnSpec, TableSchema
 from segmentation.data.synthetic import make_customers
-from segmentation.data.validation import ColumnSpec, TableSchema, validate_frame
 from segmentation.errors import DataValidationError
 from segmentation.registry import LocalRegistry
 from segmentation.scoring import plan_chunks, score_table

@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from segmentation import scoring
 from segmentation.bundle import bundle_digest
 from segmentation.data.chunks import DEFAULT_CHUNK_ROWS
+from segmentation.errors import requires_extra
 from segmentation.registry import ModelSource, registry_root
 from workflows.retries import IO_RETRIES
 
@@ -108,7 +109,8 @@ def score_chunks(plan: scoring.ScoringPlan, bundle_path: str, digest: str) -> li
 def task_runner(dask_address: str | None = None, dask_workers: int | None = None) -> Any:
     """The runner for the chunk tasks: Dask (an existing cluster or a local one), else threads."""
     if dask_address or dask_workers:
-        from prefect_dask import DaskTaskRunner
+        with requires_extra("dask", "scoring on Dask"):
+            from prefect_dask import DaskTaskRunner
 
         if dask_address:
             return DaskTaskRunner(address=dask_address)

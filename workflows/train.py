@@ -1,9 +1,9 @@
-"""``train-segmentation``: the training flow. Tasks are thin wrappers over ``segmentation.pipeline``.
+"""``train-segmentation``: the training flow. Tasks are thin wrappers over ``segmentation.stages``.
 
-Caching: every stage task receives a ``cache_key`` computed by :func:`segmentation.pipeline.stage_keys`
+Caching: every stage task receives a ``cache_key`` computed by :func:`workflows.caching.stage_keys`
 from the data's content hash, the stage's own parameters and its library code, chained through the
 stages before it. The task's cache policy is that key plus the task's own source
-(``CacheKeyFnPolicy + TASK_SOURCE``), so the run id never enters the key and reruns reuse results.
+(:data:`workflows.caching.STAGE_CACHE`), so the run id never enters the key and reruns reuse results.
 Stage outputs (tables, matrices, fitted models) live in a local stage store
 (``$SEGMENT_HOME/stages``, default ``./.segment``) as plain pickle files; Prefect persists only the
 small handles (``$SEGMENT_HOME/results``), so a cache hit reads one file instead of decoding a large
@@ -14,16 +14,13 @@ refreshes its cache entry. The cache survives across processes and needs no Pref
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
-from prefect.context import TaskRunContext
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 
-from segmentation import pipeline, tracking
+from segmentation import tracking
 from segmentation.bundle import load_bundle
 from segmentation.clustering import ClusterResult
 from segmentation.config import SegmentConfig, load_config
@@ -32,15 +29,10 @@ from segmentation.errors import DataValidationError
 from segmentation.registry import LocalRegistry, registry_root
 from segmentation.resources import measure
 from segmentation.stage_store import StageRef, save_stage, stage_array_path
+from segmentation.stages import assemble, fit, load, outputs
+from segmentation.stages.evaluate import evaluate as evaluate_run
+from workflows.caching import EXPIRY, STAGE_CACHE, stage_keys
 from workflows.retries import IO_RETRIES, retry_io_only
-
-
-def _stage_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return str(parameters["cache_key"])
-
-
-STAGE_CACHE = CacheKeyFnPolicy(cache_key_fn=_stage_key) + TASK_SOURCE
-_EXPIRY = timedelta(days=30)
 
 
 def state_home() -> Path:
@@ -62,7 +54,7 @@ def hash_data(path: str) -> str:
 @task(
     name="load-validate",
     cache_policy=STAGE_CACHE,
-    cache_expiration=_EXPIRY,
+    cache_expiration=EXPIRY,
     persist_result=True,
     **IO_RETRIES,
 )
@@ -72,7 +64,7 @@ def load_validate(path: str, config: SegmentConfig, cache_key: str) -> StageRef:
     CSV and remote tables are staged once as a local Parquet copy in the stage store.
     """
     with measure("load-validate", log=get_run_logger()) as meter:
-        table = pipeline.validate_source(
+        table = load.validate_source(
             path,
             config.data,
             source=path,
@@ -84,11 +76,11 @@ def load_validate(path: str, config: SegmentConfig, cache_key: str) -> StageRef:
         return save_stage(stage_root(), cache_key, table)
 
 
-@task(name="preprocess", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
+@task(name="preprocess", cache_policy=STAGE_CACHE, cache_expiration=EXPIRY, persist_result=True)
 def preprocess(table: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
     """Fit preprocessing on the training table; stores ``(preprocessor, x)``, x memory-mapped."""
     with measure("preprocess", log=get_run_logger()) as meter:
-        fitted = pipeline.fit_preprocessing(
+        fitted = fit.fit_preprocessing(
             table.load(),
             config.preprocess,
             float32=config.data.float32,
@@ -99,29 +91,27 @@ def preprocess(table: StageRef, config: SegmentConfig, cache_key: str) -> StageR
         return save_stage(stage_root(), cache_key, fitted)
 
 
-@task(name="featurize", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
+@task(name="featurize", cache_policy=STAGE_CACHE, cache_expiration=EXPIRY, persist_result=True)
 def featurize(preprocessed: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
     """Fit the featurizer (none, PCA or autoencoder); stores ``(featurizer, z)``."""
     _, x = preprocessed.load()
     with measure("featurize", rows=len(x), log=get_run_logger()):
-        return save_stage(
-            stage_root(), cache_key, pipeline.fit_features(x, config.featurize, seed=config.seed)
-        )
+        return save_stage(stage_root(), cache_key, fit.fit_features(x, config.featurize, seed=config.seed))
 
 
-@task(name="cluster", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
+@task(name="cluster", cache_policy=STAGE_CACHE, cache_expiration=EXPIRY, persist_result=True)
 def cluster(
     features: StageRef, preprocessed: StageRef, table: StageRef, config: SegmentConfig, cache_key: str
 ) -> StageRef:
     """Fit the clusterer (choosing k when it is not fixed); keep a previous model's IDs when asked."""
     (pre, x), (_, z) = preprocessed.load(), features.load()
     with measure("cluster", rows=len(z), log=get_run_logger()):
-        result = pipeline.fit_segments(
+        result = fit.fit_segments(
             z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
         )
     if config.insights.align_to:
-        previous, _ = pipeline.previous_model(config.insights.align_to)
-        result = pipeline.align_segments(
+        previous, _ = fit.previous_model(config.insights.align_to)
+        result = fit.align_segments(
             result,
             table.load(),
             x,
@@ -134,14 +124,14 @@ def cluster(
     return save_stage(stage_root(), cache_key, result)
 
 
-@task(name="evaluate", cache_policy=STAGE_CACHE, cache_expiration=_EXPIRY, persist_result=True)
+@task(name="evaluate", cache_policy=STAGE_CACHE, cache_expiration=EXPIRY, persist_result=True)
 def evaluate(
     clustered: StageRef, features: StageRef, preprocessed: StageRef, config: SegmentConfig, cache_key: str
 ) -> dict[str, Any]:
     """Metrics in the common (preprocessed) space (small: persisted by Prefect itself)."""
     (_, x), (featurizer, z) = preprocessed.load(), features.load()
     with measure("evaluate", rows=len(x), log=get_run_logger()):
-        return pipeline.evaluate(x, z, clustered.load(), featurizer, config=config)
+        return evaluate_run(x, z, clustered.load(), featurizer, config=config)
 
 
 @task(name="write-outputs", **IO_RETRIES)
@@ -154,27 +144,27 @@ def write_outputs(
     source: str,
 ) -> dict[str, str]:
     """Assemble the bundle and write it with metrics and labels (atomically)."""
-    table: pipeline.ValidatedTable = stages["load"].load()
+    table: load.ValidatedTable = stages["load"].load()
     pre, x = stages["preprocess"].load()
     featurizer, _ = stages["featurize"].load()
     result: ClusterResult = stages["cluster"].load()
     with measure("write-outputs", rows=table.n_rows, log=get_run_logger()):
-        model = pipeline.assemble_model(
+        model = assemble.assemble_model(
             table, pre, featurizer, result, x, metrics, config=config, data_hash=data_hash, source=source
         )
-        return pipeline.write_run_outputs(Path(out_dir), model, table, result.labels, featurizer)
+        return outputs.write_run_outputs(Path(out_dir), model, table, result.labels, featurizer)
 
 
 @task(name="visualize")
 def visualize(out_dir: str, stages: dict[str, StageRef], config: SegmentConfig) -> dict[str, str]:
     """Profile, plots and report, from the bundle just written (names, metrics) and the stored stages."""
     model = load_bundle(Path(out_dir) / "bundle")
-    table: pipeline.ValidatedTable = stages["load"].load()
+    table: load.ValidatedTable = stages["load"].load()
     _, x = stages["preprocess"].load()
     featurizer, _ = stages["featurize"].load()
     labels = stages["cluster"].load().labels
     with measure("visualize", rows=table.n_rows, log=get_run_logger()):
-        return pipeline.write_insights(
+        return outputs.write_insights(
             Path(out_dir), model, table, labels, x, featurizer.history, seed=config.seed
         )
 
@@ -240,8 +230,8 @@ def train_segmentation(
         config = load_config(overrides=overrides or [])
     data_hash = hash_data(data_path)
     # The bundle whose IDs are kept is part of the cluster stage's key (and is checked before any work).
-    align_digest = pipeline.previous_model(config.insights.align_to)[1] if config.insights.align_to else None
-    keys = pipeline.stage_keys(data_hash, config, align_digest)
+    align_digest = fit.previous_model(config.insights.align_to)[1] if config.insights.align_to else None
+    keys = stage_keys(data_hash, config, align_digest)
     states: dict[str, str] = {}
 
     def run(stage: str, task_fn: Any, *args: Any) -> Any:
@@ -260,7 +250,7 @@ def train_segmentation(
     try:
         table = run("load", load_validate, data_path)
     except DataValidationError as exc:
-        pipeline.write_validation_report(Path(out_dir), exc.report)
+        outputs.write_validation_report(Path(out_dir), exc.report)
         raise
     preprocessed = run("preprocess", preprocess, table)
     features = run("featurize", featurize, preprocessed)

@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from segmentation.clustering import NOISE, Clusterer, clusterer_from_state
+from segmentation.contract.frame import validate_frame
+from segmentation.contract.schema import TableSchema
 from segmentation.data.io import replace_dir, staging_dir
-from segmentation.data.validation import TableSchema, validate_frame
-from segmentation.errors import BundleError, DataValidationError
+from segmentation.errors import BundleError, DataValidationError, MissingExtraError
 from segmentation.features import Featurizer, featurizer_from_state
 from segmentation.preprocess import Preprocessor
 
@@ -273,6 +274,8 @@ def load_bundle(path: str | Path) -> SegmentationModel:
         clusterer = clusterer_from_state(
             json.loads(blobs["clusterer.json"]), arrays("clusterer.npz"), blobs.get("clusterer.joblib")
         )
+    except MissingExtraError as exc:  # an autoencoder bundle, torch not installed: say which bundle
+        raise MissingExtraError(exc.extra, f"{path}: {exc.needed_for}", exc.missing) from exc
     except (KeyError, ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         raise BundleError(f"{path}: inconsistent bundle contents ({type(exc).__name__}: {exc})") from exc
     return SegmentationModel(

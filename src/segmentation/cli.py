@@ -20,7 +20,7 @@ import yaml
 
 from segmentation import __version__
 from segmentation.config import SegmentConfig, load_config
-from segmentation.errors import ConfigError, DataValidationError, SegmentationError
+from segmentation.errors import ConfigError, DataValidationError, SegmentationError, requires_extra
 
 if TYPE_CHECKING:
     from segmentation.registry import LocalRegistry, ModelSource
@@ -257,7 +257,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{config.model_name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     # Prefect's temporary server would otherwise try to send telemetry; runs here need no network.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from workflows.train import run_training  # the orchestration layer (imports Prefect)
+    with requires_extra("train", "segment train"):
+        from workflows.train import run_training  # the orchestration layer (imports Prefect)
 
     api = os.environ.get("PREFECT_API_URL")
     logger.info("Prefect API: %s", api or "temporary local API (set PREFECT_API_URL to use a Prefect server)")
@@ -317,7 +318,9 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from segmentation.data.io import is_url, sample_data_path
-    from workflows.sweep import run_sweep
+
+    with requires_extra("train", "segment sweep"):
+        from workflows.sweep import run_sweep
 
     data = args.data or str(sample_data_path())
     if not is_url(data) and not Path(data).exists():
@@ -435,7 +438,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import tempfile
 
-    from segmentation.serving.app import ServeSettings, build_server
+    with requires_extra("serve", "segment serve"):
+        from segmentation.serving.app import ServeSettings, build_server
 
     config = resolve_config(args)
     source = model_source(args, config)
@@ -522,7 +526,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     try:
         if args.dask or args.dask_workers:
             os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-            from workflows.score import run_scoring
+            with requires_extra("dask", "segment score --dask/--dask-workers"):
+                from workflows.score import run_scoring
 
             summary = run_scoring(
                 source,
@@ -578,7 +583,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from segmentation.pipeline import rebuild_insights
+    from segmentation.stages.rebuild import rebuild_insights
 
     names = read_names(args.names) if args.names else None
     paths = rebuild_insights(args.run_dir, data=args.data, names=names)

@@ -37,10 +37,11 @@ import pandas as pd
 from segmentation.bundle import SegmentationModel, bundle_digest
 from segmentation.clustering import NOISE
 from segmentation.config import DriftConfig
+from segmentation.contract.report import Failure, ValidationReport
+from segmentation.contract.schema import TableSchema
+from segmentation.contract.validator import ChunkValidator
 from segmentation.data.chunks import iter_chunks, table_info
 from segmentation.data.io import atomic_path, file_digest, write_json, write_table, write_text
-from segmentation.data.row_validation import row_failures
-from segmentation.data.validation import Failure, TableSchema, ValidationReport
 from segmentation.errors import DataValidationError, SegmentationError
 from segmentation.preprocess import Preprocessor
 
@@ -50,7 +51,6 @@ REFERENCE_FORMAT = 1
 Status = Literal["ok", "warn", "alert"]
 _SEVERITY: dict[str, int] = {"ok": 0, "warn": 1, "alert": 2}
 _OTHER, _MISSING = "__other__", "__missing__"
-_EXAMPLES = 5
 
 
 class DriftAlertError(SegmentationError):
@@ -310,41 +310,6 @@ class DriftReport:
 
 
 # -------------------------------------------------------------------------------------- comparing
-def _split_valid(chunk: pd.DataFrame, schema: TableSchema, source: str) -> tuple[pd.DataFrame, list[Failure]]:
-    """The chunk's valid rows and, aggregated per (column, check), the failures of the rows left out.
-
-    Row-level checks as batch scoring makes them (:func:`segmentation.data.row_validation.row_failures`):
-    bounds, values that are not numbers or dates, infinities; a missing feature column is fatal.
-
-    Raises:
-        DataValidationError: a feature column is missing.
-    """
-    valid, rejects = row_failures(chunk, schema, source=source)
-    if valid.all():
-        return chunk, []
-    failures = [
-        Failure(
-            column=str(column),
-            check=str(check),
-            count=len(group),
-            examples=[str(v) for v in group["value"].unique()[:_EXAMPLES]],
-        )
-        for (column, check), group in rejects.groupby(["column", "check"], sort=False)
-    ]
-    return chunk[valid], failures
-
-
-def _merge_failures(into: dict[tuple[str, str], Failure], new: list[Failure]) -> None:
-    for f in new:
-        key = (f.column, f.check)
-        old = into.get(key)
-        if old is None:
-            into[key] = f
-        else:
-            examples = (old.examples + [e for e in f.examples if e not in old.examples])[:_EXAMPLES]
-            into[key] = Failure(f.column, f.check, old.count + f.count, examples)
-
-
 def model_info(model: SegmentationModel, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the drift report says about the model (name, version, alias, digest, training data)."""
     meta = meta or {}
@@ -394,22 +359,16 @@ def compare(
     features = reference["features"]
     names = [f["name"] for f in features]
     info = table_info(snapshot)
-    missing = [n for n in names if n not in info.columns]
-    if missing:
-        absent = [Failure(column=n, check="missing_required_column", count=1) for n in missing]
-        raise DataValidationError(
-            ValidationReport(source, info.n_rows or 0, len(info.columns), absent, model.schema.kind)
-        )
+    # Rows are checked as batch scoring checks them; a missing feature column fails the snapshot at once.
+    validator = ChunkValidator(model.schema, source=source, columns=info.columns, n_rows=info.n_rows)
     counts = [np.zeros(len(f["shares"]), dtype=np.int64) for f in features]
     edges = [np.asarray(f.get("edges", []), dtype=np.float64) for f in features]
     seg_ids = [int(i) for i in reference["segments"]["ids"]]
     seg_counts: dict[int, int] = dict.fromkeys(seg_ids, 0)
-    failures: dict[tuple[str, str], Failure] = {}
     total = valid_rows = 0
     for chunk in iter_chunks(snapshot, chunk_rows=config.chunk_rows, columns=names):
         total += len(chunk)
-        valid, bad = _split_valid(chunk, model.schema, source)
-        _merge_failures(failures, bad)
+        valid = chunk[validator.check(chunk)]
         if not len(valid):
             continue
         valid_rows += len(valid)
@@ -423,8 +382,9 @@ def compare(
         for seg, c in zip(ids.tolist(), n.tolist(), strict=True):
             seg_counts[int(seg)] = seg_counts.get(int(seg), 0) + int(c)
         logger.info("drift: %d rows read, %d valid", total, valid_rows)
+    checked = validator.report()
     if not valid_rows:
-        listed = list(failures.values()) or [Failure("<table>", "has_rows", 1, ["no rows"])]
+        listed = checked.failures or [Failure("<table>", "has_rows", 1, ["no rows"])]
         raise DataValidationError(
             ValidationReport(source, total, len(info.columns), listed, model.schema.kind)
         )
@@ -489,7 +449,7 @@ def compare(
         features=results,
         segments=segments,
         status=status,
-        invalid=sorted(failures.values(), key=lambda f: (-f.count, f.column)),
+        invalid=sorted(checked.failures, key=lambda f: (-f.count, f.column)),
     )
     report.seconds = round(time.monotonic() - began, 2)
     logger.info(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from segmentation.data.validation import ValidationReport
+    from segmentation.contract.report import ValidationReport
 
 
 class SegmentationError(Exception):
@@ -40,3 +42,43 @@ class BundleError(SegmentationError):
     """A model bundle is missing, incomplete or fails its digest check."""
 
     exit_code = 3
+
+
+class MissingExtraError(SegmentationError):
+    """A command needs an optional dependency group (an extra) that this installation lacks (exit code 1).
+
+    The message names the extra to install, e.g. ``pip install 'customer-segmentation[autoencoder]'``.
+    """
+
+    exit_code = 1
+
+    def __init__(self, extra: str, needed_for: str, missing: str | None = None) -> None:
+        self.extra = extra
+        self.needed_for = needed_for
+        self.missing = missing
+        lacking = f" (no module named {missing!r})" if missing else ""
+        super().__init__(
+            f"{needed_for} needs the {extra!r} extra, which is not installed{lacking}: "
+            f"pip install 'customer-segmentation[{extra}]'"
+        )
+
+
+@contextmanager
+def requires_extra(extra: str, needed_for: str) -> Iterator[None]:
+    """Turn a missing third-party module, imported in the block, into a :class:`MissingExtraError`.
+
+    Wrap only the imports that the extra provides (``with requires_extra("train", "segment train"):
+    from workflows.train import run_training``): any package the block finds missing is reported as that
+    extra, reinstalling which brings it (and its own dependencies) back. A module of this project that is
+    missing is a broken installation, not a missing extra, and is raised as it is.
+    """
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").partition(".")[0]
+        if not root or root in _OWN_PACKAGES:
+            raise
+        raise MissingExtraError(extra, needed_for, exc.name) from exc
+
+
+_OWN_PACKAGES = frozenset({"segmentation", "workflows"})

@@ -19,14 +19,10 @@ import pyarrow.compute as pc
 from scipy import stats
 
 from segmentation.config import PreprocessConfig
+from segmentation.contract.checks import CheckedColumn, CheckedNumbers, CheckedTimestamps
+from segmentation.contract.schema import TableSchema
+from segmentation.contract.values import boolean_values, parse_dates
 from segmentation.data.chunks import sample_positions
-from segmentation.data.row_validation import (
-    CheckedColumn,
-    CheckedNumbers,
-    CheckedTimestamps,
-    boolean_values,
-)
-from segmentation.data.validation import TableSchema, parse_dates
 
 logger = logging.getLogger(__name__)
 

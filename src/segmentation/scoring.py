@@ -1,7 +1,7 @@
 """Batch scoring: a whole customer table through a model bundle, in chunks, restartable.
 
 The table is split into chunks (Parquet: whole row groups, coalesced up to ``chunk_rows``; CSV: ranges of
-rows). Each chunk is read, validated (:func:`segmentation.data.row_validation.check_columns`),
+rows). Each chunk is read, validated (:class:`segmentation.contract.validator.ChunkValidator`),
 its valid rows scored, and written as a *part* (scored rows + rejects + a small JSON marker written last)
 into a staging directory beside the output::
 
@@ -50,15 +50,10 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from segmentation.bundle import SegmentationModel, bundle_digest, load_bundle
+from segmentation.contract.checks import CheckedColumns, ColumnData, column_rows
+from segmentation.contract.validator import ChunkValidator
 from segmentation.data.chunks import DEFAULT_CHUNK_ROWS, PARQUET_ROW_GROUP, table_info
 from segmentation.data.io import _sniff_delimiter, atomic_path, file_digest, table_format, write_json
-from segmentation.data.row_validation import (
-    CheckedColumns,
-    ColumnData,
-    check_columns,
-    column_rows,
-    require_columns,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +227,7 @@ def plan_scoring(
         raise FileNotFoundError(f"data file not found: {data}")
     fmt = table_format(data)
     info = table_info(data)
-    require_columns(info.columns, model.schema, source=data)
+    ChunkValidator(model.schema, source=data, columns=info.columns)  # a missing feature column fails here
     id_column = model.schema.id_column if model.schema.id_column in info.columns else None
     columns = ([id_column] if id_column else []) + model.schema.feature_names
     n_rows, chunks = plan_chunks(data, chunk_rows)
@@ -365,6 +360,7 @@ def score_columns(
     *,
     model_version: str,
     id_column: str | None = None,
+    source: str = "<frame>",
 ) -> tuple[pa.Table, pd.DataFrame]:
     """Validate and score rows: the scored valid rows, and one line per failed check of the others.
 
@@ -374,13 +370,15 @@ def score_columns(
         model_version: the label written into every scored row.
         id_column: the ID column's name in the output (``row`` is written instead when it or the IDs are
             missing).
+        source: the table's name, for the error raised when a feature column is missing.
 
     Returns:
         ``(scored, rejects)``: an Arrow table (ID or ``row``, ``segment``, ``segment_name``,
         ``confidence``, ``model_version``) and a rejects frame (``row``, ``id``, ``column``, ``check``,
         ``value``).
     """
-    checked = check_columns(data.columns, model.schema, data.rows)
+    validator = ChunkValidator(model.schema, source=source, columns=list(data.columns))
+    checked = validator.check_columns(data.columns, data.rows)
     valid, rejects = checked.valid, checked.rejects
     all_valid = bool(valid.all())
     labels, confidence = _assign(model, checked)
@@ -411,7 +409,9 @@ def score_columns(
 def score_chunk(model: SegmentationModel, plan: ScoringPlan, chunk: Chunk) -> tuple[pa.Table, pd.DataFrame]:
     """Read, validate and score one chunk (nothing is written)."""
     data = read_chunk(plan, chunk)
-    return score_columns(model, data, model_version=plan.model_version, id_column=plan.id_column)
+    return score_columns(
+        model, data, model_version=plan.model_version, id_column=plan.id_column, source=plan.data
+    )
 
 
 def _part_paths(plan: ScoringPlan, index: int) -> tuple[Path, Path, Path]:

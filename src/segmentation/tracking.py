@@ -34,6 +34,7 @@ import pandas as pd
 
 from segmentation.bundle import bundle_digest, load_bundle
 from segmentation.config import SegmentConfig, TrackingConfig, flatten
+from segmentation.errors import requires_extra
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ def track_training(
         logger.info("W&B tracking disabled")
         return None
     os.environ.setdefault("WANDB_SILENT", "true")  # progress goes to our logs, not W&B's terminal lines
-    import wandb
+    with requires_extra("train", "W&B tracking (WANDB_MODE=disabled turns it off)"):
+        import wandb
 
     model = load_bundle(run_dir / "bundle")
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -280,7 +282,8 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
     Config and summary are the final values after every update; history is one dict per logged step;
     artifacts list type, name, aliases, digest, metadata and the files of their manifest.
     """
-    from wandb.proto import wandb_internal_pb2
+    with requires_extra("train", "reading W&B offline runs"):
+        from wandb.proto import wandb_internal_pb2
 
     run_dir = Path(run_dir)
     files = sorted(run_dir.glob("run-*.wandb"))

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 
 from segmentation.config import PreprocessConfig
-from segmentation.data.row_validation import CheckedNumbers, check_columns, column_rows, row_failures
-from segmentation.data.validation import ColumnSpec, TableSchema
+from segmentation.contract.checks import CheckedNumbers, check_columns, column_rows, row_failures
+from segmentation.contract.schema import ColumnSpec, TableSchema
 from segmentation.preprocess import Preprocessor
 
 N = 3000

@@ -16,10 +16,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from segmentation import pipeline
 from segmentation.bundle import save_bundle
 from segmentation.config import load_config
 from segmentation.data.io import sample_data_path
+from segmentation.stages.assemble import fit_model
 
 API_KEY = "test-key-123"
 
@@ -166,7 +166,7 @@ def start_server(
 def cc_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A k-means bundle trained on CC GENERAL (k = 5, library calls only)."""
     config = load_config(overrides=["cluster.n_clusters=5", "evaluate.stability_resamples=0"])
-    model, _ = pipeline.fit_model(pd.read_csv(sample_data_path()), config, source="cc")
+    model, _ = fit_model(pd.read_csv(sample_data_path()), config, source="cc")
     return save_bundle(model, tmp_path_factory.mktemp("serve") / "bundle")
 
 

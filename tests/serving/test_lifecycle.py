@@ -11,16 +11,16 @@ import httpx
 import pandas as pd
 import pytest
 
-from segmentation import pipeline
 from segmentation.bundle import save_bundle
 from segmentation.config import RegistryConfig, load_config
 from segmentation.data.io import sample_data_path
 from segmentation.registry import LocalRegistry
+from segmentation.stages.assemble import fit_model
 
 
 def _bundle(k: int, root: Path) -> Path:
     config = load_config(overrides=[f"cluster.n_clusters={k}", "evaluate.stability_resamples=0"])
-    model, _ = pipeline.fit_model(pd.read_csv(sample_data_path()), config, source="cc")
+    model, _ = fit_model(pd.read_csv(sample_data_path()), config, source="cc")
     return save_bundle(model, root / f"k{k}")
 
 

@@ -14,8 +14,8 @@ from segmentation.config import load_config
 from segmentation.data.io import write_table
 from segmentation.data.synthetic import make_customers
 from segmentation.drift import DriftAlertError
-from segmentation.pipeline import fit_model
 from segmentation.registry import LocalRegistry
+from segmentation.stages.assemble import fit_model
 from workflows.drift import monitor_drift
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

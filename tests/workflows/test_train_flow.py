@@ -14,8 +14,8 @@ from segmentation.bundle import load_bundle
 from segmentation.cli import main
 from segmentation.config import load_config
 from segmentation.data.io import read_table
-from segmentation.pipeline import STAGES
 from segmentation.tracking import flush, offline_runs, read_offline_run
+from workflows.caching import STAGES
 from workflows.train import run_training
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -229,7 +229,7 @@ def test_bundled_sample_trains_with_defaults(
 def test_io_errors_retry_but_bad_data_never_does() -> None:
     from prefect.states import Failed
 
-    from segmentation.data.validation import ValidationReport
+    from segmentation.contract.report import ValidationReport
     from segmentation.errors import BundleError, DataValidationError
     from workflows.retries import retry_io_only as _retry_io_only
 

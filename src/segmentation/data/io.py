@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from segmentation.data.validation import Failure, ValidationReport
+from segmentation.contract.report import Failure, ValidationReport
 from segmentation.errors import DataValidationError
 
 SAMPLE_DATA = Path(__file__).resolve().parent / "sample" / "cc_general.csv"

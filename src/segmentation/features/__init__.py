@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segmentation.config import AutoencoderConfig, FeaturizeConfig, NoFeaturizerConfig, PCAConfig
+from segmentation.errors import requires_extra
 from segmentation.features.base import Featurizer, IdentityFeaturizer
 from segmentation.features.pca import PCAFeaturizer
+
+if TYPE_CHECKING:
+    from segmentation.features.autoencoder import AutoencoderFeaturizer
+
+
+def _autoencoder_class() -> type[AutoencoderFeaturizer]:
+    """The autoencoder featurizer, imported on first use: torch and Lightning take seconds to import.
+
+    They are the ``autoencoder`` extra, which a serving install leaves out.
+
+    Raises:
+        MissingExtraError: torch or Lightning is not installed (names the extra to install).
+    """
+    with requires_extra("autoencoder", "the autoencoder featurizer (PyTorch Lightning)"):
+        from segmentation.features.autoencoder import AutoencoderFeaturizer
+    return AutoencoderFeaturizer
 
 
 def build_featurizer(config: FeaturizeConfig, seed: int) -> Featurizer:
@@ -20,10 +37,7 @@ def build_featurizer(config: FeaturizeConfig, seed: int) -> Featurizer:
             n_components=config.n_components, variance=config.variance, whiten=config.whiten, seed=seed
         )
     if isinstance(config, AutoencoderConfig):
-        # Imported lazily: torch and Lightning take seconds to import and are only needed here.
-        from segmentation.features.autoencoder import AutoencoderFeaturizer
-
-        return AutoencoderFeaturizer(config=config, seed=seed)
+        return _autoencoder_class()(config=config, seed=seed)
     raise TypeError(f"unsupported featurizer config {type(config).__name__}")
 
 
@@ -35,9 +49,7 @@ def featurizer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -
     if kind == "pca":
         return PCAFeaturizer.from_state(meta, arrays)
     if kind == "autoencoder":
-        from segmentation.features.autoencoder import AutoencoderFeaturizer
-
-        return AutoencoderFeaturizer.from_state(meta, arrays)
+        return _autoencoder_class().from_state(meta, arrays)
     raise ValueError(f"unknown featurizer kind {kind!r} in bundle")
 
 

@@ -10,15 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
-
-mpl.use("Agg")  # files only, no display: must precede pyplot
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import TwoSlopeNorm
-from matplotlib.figure import Figure
+
+from segmentation.errors import requires_extra
+
+# matplotlib is in the `train` extra (a serving install has none): the plots of `segment train`/`report`
+# and of `segment drift`'s report need it.
+with requires_extra("train", "plots (training and drift reports, matplotlib)"):
+    import matplotlib as mpl
+
+    mpl.use("Agg")  # files only, no display: must precede pyplot
+
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
 
 from segmentation.clustering import NOISE
 from segmentation.data.io import atomic_path

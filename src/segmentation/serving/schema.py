@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from segmentation.data.validation import ColumnSpec, TableSchema
+from segmentation.contract.schema import ColumnSpec, TableSchema
 
 
 def _restore(payload: dict[str, Any]) -> dict[str, Any]:

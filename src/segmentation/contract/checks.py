@@ -1,6 +1,6 @@
-"""Row-level validation for batch scoring: which rows break the schema, and why.
+"""The contract's checks row by row: which rows break the schema, and why.
 
-:func:`segmentation.data.validation.validate_frame` runs pandera over a whole table and reports failures per
+:func:`segmentation.contract.frame.validate_frame` runs pandera over a whole table and reports failures per
 column (about 5 s per million rows x 100 columns). Batch scoring needs something else: it scores the valid
 rows of every chunk and writes the invalid ones to a rejects file, so it must know *which* rows failed, and
 it must keep up with scoring (millions of rows per second). :func:`row_failures` implements the same
@@ -42,13 +42,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from segmentation.data.validation import (
-    ColumnSpec,
-    Failure,
-    TableSchema,
-    ValidationReport,
-    parse_dates,
-)
+from segmentation.contract.report import Failure, ValidationReport
+from segmentation.contract.schema import ColumnSpec, TableSchema
+from segmentation.contract.values import boolean_values, parse_dates
 from segmentation.errors import DataValidationError
 
 REJECT_COLUMNS = ("row", "column", "check", "value")
@@ -121,29 +117,6 @@ def _numeric_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, np.n
         out.append((f"less_than_or_equal_to({_fmt_bound(spec.max_value)})", values > spec.max_value))
     out.append(("finite", np.isinf(values)))
     return out
-
-
-def boolean_values(series: pd.Series) -> pd.Series:
-    """A boolean column as float (1.0, 0.0, NaN for missing or not boolean-like).
-
-    Accepts what pandera's ``boolean_values`` check accepts (True/False/0/1) plus their text forms
-    (``true``, ``False``, ``0``, ``1.0`` ...), which is how a CSV chunk with one bad cell arrives.
-    """
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return series.astype("float64")
-    numeric = series.map(_BOOLEAN_TEXT.get, na_action="ignore") if _is_text(series) else series
-    out = pd.to_numeric(numeric, errors="coerce").astype("float64")
-    return out.where(out.isin((0.0, 1.0)))
-
-
-def _is_text(series: pd.Series) -> bool:
-    return pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
-
-
-_BOOLEAN_TEXT: dict[object, float] = {
-    **dict.fromkeys(("true", "True", "TRUE", "1", "1.0", True, 1, 1.0), 1.0),
-    **dict.fromkeys(("false", "False", "FALSE", "0", "0.0", False, 0, 0.0), 0.0),
-}
 
 
 def _boolean_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, np.ndarray]]:
@@ -482,7 +455,6 @@ __all__ = [
     "CheckedNumbers",
     "CheckedTimestamps",
     "ColumnData",
-    "boolean_values",
     "check_columns",
     "column_rows",
     "empty_rejects",
