@@ -37,7 +37,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     MPLCONFIGDIR=/tmp/matplotlib
 # The code lives in /opt/venv only: deployments name it by module (prefect.yaml's aws-ec2 entrypoint
-# workflows.train:train_segmentation); /app is the working directory for outputs and $SEGMENT_HOME.
+# segmentation_workflows.train:train_segmentation); /app is the working directory for outputs and $SEGMENT_HOME.
 WORKDIR /app
 USER 10001:10001
 CMD ["segment", "--help"]

@@ -82,10 +82,10 @@ bench-scale: setup
 # A local Prefect server (SQLite under $(SEGMENT_HOME)/prefect-server), the process pool, the deployments and a
 # worker. PREFECT_PORT overrides the port. Then: PREFECT_API_URL=http://127.0.0.1:4200/api prefect deployment run ...
 server: setup
-	$(BIN)/python -m workflows.local_server start
+	$(BIN)/python -m segmentation_workflows.local_server start
 
 server-stop:
-	$(BIN)/python -m workflows.local_server stop
+	$(BIN)/python -m segmentation_workflows.local_server stop
 
 clean:
 	rm -rf runs .segment .pytest_cache .ruff_cache

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from segmentation.cli import main
+from segmentation_workflows.cli import main
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

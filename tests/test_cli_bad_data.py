@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation.cli import TerminalFormatter, main
 from segmentation.errors import ConfigError
+from segmentation_workflows.cli import TerminalFormatter, main
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "segment_home")
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from segmentation.cli import main
 from segmentation.config import AutoencoderConfig, HDBSCANConfig, KMeansConfig, PCAConfig, load_config
 from segmentation.errors import ConfigError
+from segmentation_workflows.cli import main
 
 
 def test_defaults_are_valid_and_frozen() -> None:

@@ -13,7 +13,6 @@ from numerics import max_ties
 
 from segmentation import drift
 from segmentation.bundle import SegmentationModel, load_bundle, save_bundle
-from segmentation.cli import EXIT_DRIFT, main
 from segmentation.config import DriftConfig, load_config
 from segmentation.data.chunks import sample_positions
 from segmentation.data.io import write_table
@@ -21,6 +20,7 @@ from segmentation.data.synthetic import make_customers
 from segmentation.errors import BundleError, DataValidationError
 from segmentation.registry import LocalRegistry, RegistryError
 from segmentation.stages.assemble import fit_model
+from segmentation_workflows.cli import EXIT_DRIFT, main
 
 ROWS = 6000
 

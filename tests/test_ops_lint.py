@@ -99,7 +99,7 @@ def _exec_form(instruction: str) -> list[list[str]]:
 
 
 def test_the_commands_the_images_run_work_outside_docker() -> None:
-    from segmentation.cli import build_parser
+    from segmentation_workflows.cli import build_parser
 
     runtime_cmd, server_cmd = _exec_form("CMD")
     assert runtime_cmd == ["segment", "--help"]
@@ -274,3 +274,15 @@ def test_the_server_image_installs_only_the_serve_lock() -> None:
     assert not [ln for ln in copies if "requirements/" in ln and "requirements/serve.txt" not in ln]
     runtime_copies = [ln for ln in cast(list[str], stages["runtime"]["lines"]) if ln.startswith("COPY")]
     assert runtime_copies == ["COPY --from=builder /opt/venv /opt/venv"]
+
+
+def test_every_package_of_src_and_workflows_is_installed() -> None:
+    """pyproject.toml lists the packages by hand (workflows/ installs as segmentation_workflows)."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {"": "src", "segmentation_workflows": "workflows"}
+    found = {
+        ".".join(init.parent.relative_to(ROOT / "src").parts) for init in (ROOT / "src").rglob("__init__.py")
+    } | {"segmentation_workflows"}
+    assert set(setuptools["packages"]) == found
+    assert (ROOT / "workflows" / "__init__.py").is_file()
+    assert not list((ROOT / "workflows").glob("*/__init__.py")), "a subpackage of workflows/ needs listing"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from segmentation.config import load_config
 from segmentation.errors import DataValidationError
 from segmentation.stages.fit import fit_features, fit_preprocessing, fit_segments
 from segmentation.stages.load import customer_ids, validate_table
-from workflows.caching import STAGES, stage_keys
+from segmentation_workflows.caching import STAGES, stage_keys
 
 
 def _odd_table(n: int = 600, seed: int = 0) -> pd.DataFrame:
@@ -119,3 +120,25 @@ def test_library_never_imports_prefect() -> None:
         )
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_library_never_imports_the_app_layer_nor_reads_the_environment() -> None:
+    """Arrows point down: no module of src/ imports segmentation_workflows (the CLI and flows), and none
+    reads or writes an environment variable (settings arrive as :class:`segmentation.settings.Settings`)."""
+    import ast
+
+    root = Path(__file__).parents[1] / "src" / "segmentation"
+    offences = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                )
+                offences += [
+                    f"{path.name}: imports {n}" for n in names if n.split(".")[0] == "segmentation_workflows"
+                ]
+            elif isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "putenv", "unsetenv"}:
+                offences.append(f"{path.name}:{node.lineno}: os.{node.attr}")
+    assert not offences, offences

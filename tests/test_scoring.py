@@ -20,7 +20,6 @@ from numerics import CONFIDENCE_ATOL, assert_labels_equal_except_ties, assert_sc
 
 from segmentation import scoring
 from segmentation.bundle import SegmentationModel, bundle_digest, load_bundle
-from segmentation.cli import main
 from segmentation.config import RegistryConfig
 from segmentation.contract.checks import row_failures
 from segmentation.contract.frame import validate_frame
@@ -29,6 +28,7 @@ from segmentation.data.synthetic import make_customers
 from segmentation.errors import DataValidationError
 from segmentation.registry import LocalRegistry
 from segmentation.scoring import plan_chunks, score_table
+from segmentation_workflows.cli import main
 
 ID = "customer_id"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from segmentation.config import TrackingConfig, load_config
+from segmentation.settings import Settings
 from segmentation.tracking import (
     flush,
     numeric_summary,
@@ -29,12 +30,9 @@ from segmentation.tracking import (
         ({}, "disabled", "disabled"),
     ],
 )
-def test_mode_env_beats_config_beats_api_key(monkeypatch, env: dict, mode: str, expected: str) -> None:
-    for key in ("WANDB_API_KEY", "WANDB_MODE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    assert resolve_mode(TrackingConfig(mode=mode)) == expected
+def test_mode_env_beats_config_beats_api_key(tmp_path: Path, env: dict, mode: str, expected: str) -> None:
+    settings = Settings.from_environ(env, cwd=tmp_path)
+    assert resolve_mode(TrackingConfig(mode=mode), settings) == expected
 
 
 def test_summary_is_every_number_under_flat_keys() -> None:
@@ -75,11 +73,14 @@ def test_offline_files_round_trip_through_wandbs_protobufs(tmp_path: Path, monke
         read_offline_run(tmp_path)
 
 
-def test_disabled_tracking_writes_nothing(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+def test_disabled_tracking_writes_nothing(tmp_path: Path) -> None:
+    settings = Settings.from_environ({"WANDB_MODE": "disabled"}, cwd=tmp_path)
     config = load_config(overrides=[f"tracking.dir={tmp_path}"])
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.json").write_text(json.dumps({"silhouette": 0.1}))
-    assert track_training(run_dir, config=config, data_path="x.csv", model_name="m", paths={}) is None
+    tracked = track_training(
+        run_dir, config=config, data_path="x.csv", model_name="m", paths={}, settings=settings
+    )
+    assert tracked is None
     assert not (tmp_path / "wandb").exists()

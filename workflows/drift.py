@@ -12,6 +12,7 @@ files in ``out_dir``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from prefect.cache_policies import NO_CACHE
 from segmentation import drift
 from segmentation.bundle import SegmentationModel
 from segmentation.config import DriftConfig, SegmentConfig, load_config
-from segmentation.registry import ModelSource, registry_root
-from workflows.retries import IO_RETRIES
+from segmentation.registry import ModelSource
+from segmentation.settings import Settings
+from segmentation_workflows.retries import IO_RETRIES
 
 
 @task(
@@ -63,6 +65,7 @@ def monitor_drift(
     bundle: str | None = None,
     config: SegmentConfig | None = None,
     overrides: list[str] | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Measure the drift of a snapshot against a model's training reference; fail on alert.
 
@@ -74,6 +77,7 @@ def monitor_drift(
         config: the resolved configuration (thresholds in ``drift``, registry location in ``registry``);
             None means the packaged defaults with ``overrides``.
         overrides: ``key=value`` overrides (deployment runs: ``-p overrides='["drift.alert=0.3"]'``).
+        settings: where the registry lives by default; None means the flow run's environment, read here.
 
     Returns:
         ``{"status", "out_dir", "paths", "alerts", "warnings", "rows", "invalid_rows"}`` when the status
@@ -86,11 +90,13 @@ def monitor_drift(
     logger = get_run_logger()
     if config is None:
         config = load_config(overrides=overrides or [])
+    if settings is None:
+        settings = Settings.from_environ(os.environ)
     if bundle:
         source = ModelSource(bundle=str(Path(bundle).resolve()))
     else:
         source = ModelSource(
-            registry_root=str(registry_root(config.registry.dir)),
+            registry_root=str(settings.registry_dir(config.registry.dir)),
             name=config.registry.name or config.model_name,
             alias=model,
         )

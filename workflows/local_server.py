@@ -1,9 +1,9 @@
 """A real local Prefect stack: server (SQLite), the process work pool, the deployments, one worker.
 
-``make server`` runs ``python -m workflows.local_server start``; ``make server-stop`` runs ``stop``.
-State lives
-in ``$SEGMENT_HOME/prefect-server`` (database, logs, PID files). Every Prefect command gets an explicit
-``PREFECT_API_URL``: without it the CLI would silently start a temporary server of its own.
+``make server`` runs ``python -m segmentation_workflows.local_server start``; ``make server-stop`` runs
+``stop``. State lives in ``$SEGMENT_HOME/prefect-server`` (database, logs, PID files). Every Prefect
+command gets an explicit ``PREFECT_API_URL``: without it the CLI would silently start a temporary server
+of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from segmentation.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_POOL = "segmentation-local"
 LOCAL_DEPLOYMENTS = (
@@ -31,7 +33,7 @@ LOCAL_DEPLOYMENTS = (
 
 def state_dir() -> Path:
     """``$SEGMENT_HOME/prefect-server``."""
-    return Path(os.environ.get("SEGMENT_HOME", ROOT / ".segment")).resolve() / "prefect-server"
+    return Settings.from_environ(os.environ).home / "prefect-server"
 
 
 def environment(port: int, state: Path) -> dict[str, str]:

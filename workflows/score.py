@@ -29,8 +29,9 @@ from segmentation import scoring
 from segmentation.bundle import bundle_digest
 from segmentation.data.chunks import DEFAULT_CHUNK_ROWS
 from segmentation.errors import requires_extra
-from segmentation.registry import ModelSource, registry_root
-from workflows.retries import IO_RETRIES
+from segmentation.registry import ModelSource
+from segmentation.settings import Settings
+from segmentation_workflows.retries import IO_RETRIES
 
 
 @task(name="resolve-model", **IO_RETRIES)
@@ -147,7 +148,7 @@ def score_customers(
         out_path: output Parquet file (rejects and summary are written beside it).
         model: registry alias or version (ignored when ``bundle`` is given).
         bundle: a bundle directory (or run directory) instead of the registry.
-        registry_dir: registry root (default ``$SEGMENT_HOME/registry``).
+        registry_dir: registry root (default ``$SEGMENT_HOME/registry``, from the flow run's environment).
         model_name: the registered model's name.
         rejects_path: rejects Parquet file (default ``<out stem>.rejects.parquet``).
         chunk_rows: rows per chunk.
@@ -162,7 +163,11 @@ def score_customers(
     source = (
         ModelSource(bundle=str(Path(bundle).resolve()))
         if bundle
-        else ModelSource(registry_root=str(registry_root(registry_dir)), name=model_name, alias=model)
+        else ModelSource(
+            registry_root=str(Settings.from_environ(os.environ).registry_dir(registry_dir)),
+            name=model_name,
+            alias=model,
+        )
     )
     resolved = resolve_model(source)
     plan = plan_scoring(resolved, data_path, out_path, rejects_path, chunk_rows)

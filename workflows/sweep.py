@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import signal
 import threading
@@ -44,9 +45,9 @@ from segmentation.registry import (
     ModelVersion,
     PromotionRefusedError,
     metric_value,
-    registry_root,
 )
-from workflows.train import run_training, state_home
+from segmentation.settings import Settings
+from segmentation_workflows.train import run_training
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -86,6 +87,7 @@ class _Plan:
     seed: int
     metric: str
     stop: threading.Event
+    settings: Settings
 
     def run_dir(self, trial: sweeps_lib.Trial) -> Path:
         return self.directory / f"trial-{trial.index:03d}"
@@ -102,18 +104,21 @@ def _record(directory: Path, trial: sweeps_lib.Trial) -> None:
         fh.write(json.dumps(asdict(trial), default=str, sort_keys=True) + "\n")
 
 
-def _failed_run(config: SegmentConfig | None, params: dict[str, Any], group: str, error: str) -> None:
+def _failed_run(
+    config: SegmentConfig | None, params: dict[str, Any], group: str, error: str, settings: Settings
+) -> None:
     """A W&B run for a trial that never reached tracking, so the dashboard shows it as failed."""
     base = config or load_config()
-    if tracking.resolve_mode(base.tracking) == "disabled":
+    mode = tracking.resolve_mode(base.tracking, settings)
+    if mode == "disabled":
         return
     import wandb
 
     run = wandb.init(
         project=base.tracking.project,
         entity=base.tracking.entity,
-        dir=str(tracking.tracking_dir(base.tracking)),
-        mode=cast(Any, tracking.resolve_mode(base.tracking)),
+        dir=str(tracking.tracking_dir(base.tracking, settings)),
+        mode=cast(Any, mode),
         job_type="train",
         group=group,
         tags=["segmentation", "sweep", "failed"],
@@ -128,7 +133,7 @@ def _failed_run(config: SegmentConfig | None, params: dict[str, Any], group: str
 def _fail(plan: _Plan, trial: sweeps_lib.Trial, config: SegmentConfig | None, error: str) -> None:
     trial.state, trial.error = "failed", error
     logger.warning("sweep %s: trial %d failed: %s", plan.sweep_id, trial.index, error)
-    _failed_run(config, trial.params, plan.sweep_id, error)
+    _failed_run(config, trial.params, plan.sweep_id, error, plan.settings)
 
 
 def _sequential_trials(plan: _Plan, in_trial: threading.Event) -> tuple[list[sweeps_lib.Trial], bool]:
@@ -151,7 +156,9 @@ def _sequential_trials(plan: _Plan, in_trial: threading.Event) -> tuple[list[swe
             config = plan.config(trial)
             in_trial.set()
             try:
-                trained = run_training(plan.data, run_dir, config, tracking_group=plan.sweep_id)
+                trained = run_training(
+                    plan.data, run_dir, config, settings=plan.settings, tracking_group=plan.sweep_id
+                )
             finally:
                 in_trial.clear()
             trial.run_dir = str(run_dir)
@@ -234,11 +241,13 @@ def _submit(plan: _Plan, deployment: str, trial: sweeps_lib.Trial, config: Segme
     )
 
 
-def _registered(config: SegmentConfig, run_dir: Path) -> str | None:
+def _registered(config: SegmentConfig, run_dir: Path, settings: Settings) -> str | None:
     """``name:vN`` of the version the trial's flow run registered (found by its source run directory)."""
     if not config.registry.auto_register:
         return None
-    registry = LocalRegistry(registry_root(config.registry.dir), config.registry.name or config.model_name)
+    registry = LocalRegistry(
+        settings.registry_dir(config.registry.dir), config.registry.name or config.model_name
+    )
     try:
         versions = registry.versions()
     except (OSError, SegmentationError):  # the worker's registry may live on another machine
@@ -264,7 +273,7 @@ def _finish(plan: _Plan, trial: sweeps_lib.Trial, run: FlowRun, state: State, co
         if trial.metric is None:
             _fail(plan, trial, config, f"training did not log the sweep metric {plan.metric!r}")
             return
-        trial.registry = _registered(config, run_dir)
+        trial.registry = _registered(config, run_dir, plan.settings)
         trial.state = "finished"
     elif state.is_cancelled():
         trial.state, trial.error = "killed", f"flow run {run.name} was cancelled"
@@ -365,6 +374,7 @@ def run_sweep(
     out_root: Path | None = None,
     parallel: int = 1,
     deployment: str | None = None,
+    settings: Settings,
 ) -> SweepResult:
     """Run trials until the grid is exhausted or ``count`` (or the YAML's ``run_cap``) is reached.
 
@@ -380,6 +390,7 @@ def run_sweep(
         parallel: trials in flight at once (only with ``deployment``).
         deployment: run each trial as a flow run of this deployment (``train-segmentation/local``) on its
             work pool, through the Prefect server of ``PREFECT_API_URL``; None runs trials in-process.
+        settings: where sweeps, the registry and W&B files live (``$SEGMENT_HOME``), as the entry point read.
 
     Raises:
         ConfigError: a bad sweep or base configuration, ``parallel`` below 1 or above 1 without a
@@ -398,12 +409,14 @@ def run_sweep(
     base = load_config(config_path, base_overrides)  # fail early on a bad base configuration
     metric = sweep["metric"]["name"]
     sweep_id = f"{Path(sweep_path).stem}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    directory = (out_root or state_home() / "sweeps") / sweep_id
+    directory = (out_root or settings.sweeps_dir) / sweep_id
     # Ctrl-C may land inside a Prefect task, which reports it as a crashed run (an ordinary exception)
     # rather than letting KeyboardInterrupt through: remember the signal itself.
     stop = threading.Event()
     in_trial = threading.Event()
-    plan = _Plan(sweep, sweep_id, directory, data, config_path, base_overrides, cap, seed, metric, stop)
+    plan = _Plan(
+        sweep, sweep_id, directory, data, config_path, base_overrides, cap, seed, metric, stop, settings
+    )
     if deployment is not None:
         with _api_client(deployment):  # no server or no deployment: fail before anything is written
             pass
@@ -438,7 +451,9 @@ def run_sweep(
     winner = sweeps_lib.best(trials, sweep)
     result = SweepResult(sweep_id, directory, trials, winner, interrupted)
     if promote and winner is not None and not interrupted:
-        registry = LocalRegistry(registry_root(base.registry.dir), base.registry.name or base.model_name)
+        registry = LocalRegistry(
+            settings.registry_dir(base.registry.dir), base.registry.name or base.model_name
+        )
         version = registry.register(Path(str(winner.run_dir)) / "bundle", source=winner.run_dir)
         try:
             result.promoted = registry.promote(version.version, base.registry)
@@ -478,6 +493,7 @@ def sweep_segmentation(
     overrides: list[str] | None = None,
     parallel: int = 1,
     deployment: str | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """A sweep as a deployable flow: every trial a ``train-segmentation`` subflow, or a deployment's flow run.
 
@@ -492,6 +508,7 @@ def sweep_segmentation(
         deployment: e.g. ``train-segmentation/local``: trials become flow runs of that deployment on its
             work pool (linked as subflows of this run). When this flow itself runs on the same pool it
             holds one of the pool's slots, so give the pool ``parallel + 1``.
+        settings: the environment as the caller read it; None means this flow run's, read here.
 
     Returns:
         The sweep's summary: ID, directory, trial states and metrics, best trial, promotion outcome.
@@ -505,6 +522,7 @@ def sweep_segmentation(
         promote=promote,
         parallel=parallel,
         deployment=deployment,
+        settings=settings or Settings.from_environ(os.environ),
     )
     return {
         "sweep_id": result.sweep_id,

@@ -1,9 +1,9 @@
 """``train-segmentation``: the training flow. Tasks are thin wrappers over ``segmentation.stages``.
 
-Caching: every stage task receives a ``cache_key`` computed by :func:`workflows.caching.stage_keys`
-from the data's content hash, the stage's own parameters and its library code, chained through the
-stages before it. The task's cache policy is that key plus the task's own source
-(:data:`workflows.caching.STAGE_CACHE`), so the run id never enters the key and reruns reuse results.
+Caching: every stage task receives a ``cache_key`` computed by :func:`~.caching.stage_keys` from the
+data's content hash, the stage's own parameters and its library code, chained through the stages before
+it. The task's cache policy is that key plus the task's own source (:data:`~.caching.STAGE_CACHE`), so
+the run id never enters the key and reruns reuse results.
 Stage outputs (tables, matrices, fitted models) live in a local stage store
 (``$SEGMENT_HOME/stages``, default ``./.segment``) as plain pickle files; Prefect persists only the
 small handles (``$SEGMENT_HOME/results``), so a cache hit reads one file instead of decoding a large
@@ -26,23 +26,14 @@ from segmentation.clustering import ClusterResult
 from segmentation.config import SegmentConfig, load_config
 from segmentation.data.io import file_digest, is_url
 from segmentation.errors import DataValidationError
-from segmentation.registry import LocalRegistry, registry_root
+from segmentation.registry import LocalRegistry
 from segmentation.resources import measure
+from segmentation.settings import Settings
 from segmentation.stage_store import StageRef, save_stage, stage_array_path
 from segmentation.stages import assemble, fit, load, outputs
 from segmentation.stages.evaluate import evaluate as evaluate_run
-from workflows.caching import EXPIRY, STAGE_CACHE, stage_keys
-from workflows.retries import IO_RETRIES, retry_io_only
-
-
-def state_home() -> Path:
-    """Directory for the cache: ``$SEGMENT_HOME`` or ``./.segment``."""
-    return Path(os.environ.get("SEGMENT_HOME", ".segment")).resolve()
-
-
-def stage_root() -> Path:
-    """Where stage outputs are stored (Prefect persists only small handles to them)."""
-    return state_home() / "stages"
+from segmentation_workflows.caching import EXPIRY, STAGE_CACHE, stage_keys
+from segmentation_workflows.retries import IO_RETRIES, retry_io_only
 
 
 @task(name="hash-data", **IO_RETRIES)
@@ -58,7 +49,7 @@ def hash_data(path: str) -> str:
     persist_result=True,
     **IO_RETRIES,
 )
-def load_validate(path: str, config: SegmentConfig, cache_key: str) -> StageRef:
+def load_validate(path: str, config: SegmentConfig, cache_key: str, settings: Settings) -> StageRef:
     """Validate the table chunk by chunk (failures are never retried); rows stay in the file.
 
     CSV and remote tables are staged once as a local Parquet copy in the stage store.
@@ -69,15 +60,15 @@ def load_validate(path: str, config: SegmentConfig, cache_key: str) -> StageRef:
             config.data,
             source=path,
             seed=config.seed,
-            staged=stage_array_path(stage_root(), cache_key, "table").with_suffix(".parquet"),
+            staged=stage_array_path(settings.stages_dir, cache_key, "table").with_suffix(".parquet"),
             sample_size=config.preprocess.fit_sample,
         )
         meter.rows = table.n_rows
-        return save_stage(stage_root(), cache_key, table)
+        return save_stage(settings.stages_dir, cache_key, table)
 
 
 @task(name="preprocess", cache_policy=STAGE_CACHE, cache_expiration=EXPIRY, persist_result=True)
-def preprocess(table: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
+def preprocess(table: StageRef, config: SegmentConfig, cache_key: str, settings: Settings) -> StageRef:
     """Fit preprocessing on the training table; stores ``(preprocessor, x)``, x memory-mapped."""
     with measure("preprocess", log=get_run_logger()) as meter:
         fitted = fit.fit_preprocessing(
@@ -85,23 +76,30 @@ def preprocess(table: StageRef, config: SegmentConfig, cache_key: str) -> StageR
             config.preprocess,
             float32=config.data.float32,
             seed=config.seed,
-            out=stage_array_path(stage_root(), cache_key, "x"),
+            out=stage_array_path(settings.stages_dir, cache_key, "x"),
         )
         meter.rows = len(fitted[1])
-        return save_stage(stage_root(), cache_key, fitted)
+        return save_stage(settings.stages_dir, cache_key, fitted)
 
 
 @task(name="featurize", cache_policy=STAGE_CACHE, cache_expiration=EXPIRY, persist_result=True)
-def featurize(preprocessed: StageRef, config: SegmentConfig, cache_key: str) -> StageRef:
+def featurize(preprocessed: StageRef, config: SegmentConfig, cache_key: str, settings: Settings) -> StageRef:
     """Fit the featurizer (none, PCA or autoencoder); stores ``(featurizer, z)``."""
     _, x = preprocessed.load()
     with measure("featurize", rows=len(x), log=get_run_logger()):
-        return save_stage(stage_root(), cache_key, fit.fit_features(x, config.featurize, seed=config.seed))
+        return save_stage(
+            settings.stages_dir, cache_key, fit.fit_features(x, config.featurize, seed=config.seed)
+        )
 
 
 @task(name="cluster", cache_policy=STAGE_CACHE, cache_expiration=EXPIRY, persist_result=True)
 def cluster(
-    features: StageRef, preprocessed: StageRef, table: StageRef, config: SegmentConfig, cache_key: str
+    features: StageRef,
+    preprocessed: StageRef,
+    table: StageRef,
+    config: SegmentConfig,
+    cache_key: str,
+    settings: Settings,
 ) -> StageRef:
     """Fit the clusterer (choosing k when it is not fixed); keep a previous model's IDs when asked."""
     (pre, x), (_, z) = preprocessed.load(), features.load()
@@ -121,12 +119,17 @@ def cluster(
             sample=config.evaluate.agreement_sample,
             seed=config.seed,
         )
-    return save_stage(stage_root(), cache_key, result)
+    return save_stage(settings.stages_dir, cache_key, result)
 
 
 @task(name="evaluate", cache_policy=STAGE_CACHE, cache_expiration=EXPIRY, persist_result=True)
 def evaluate(
-    clustered: StageRef, features: StageRef, preprocessed: StageRef, config: SegmentConfig, cache_key: str
+    clustered: StageRef,
+    features: StageRef,
+    preprocessed: StageRef,
+    config: SegmentConfig,
+    cache_key: str,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Metrics in the common (preprocessed) space (small: persisted by Prefect itself)."""
     (_, x), (featurizer, z) = preprocessed.load(), features.load()
@@ -170,11 +173,13 @@ def visualize(out_dir: str, stages: dict[str, StageRef], config: SegmentConfig) 
 
 
 @task(name="register", **IO_RETRIES)
-def register(out_dir: str, config: SegmentConfig) -> dict[str, str]:
+def register(out_dir: str, config: SegmentConfig, settings: Settings) -> dict[str, str]:
     """Register the bundle as a new version of the model (``candidate``); production moves only by promote."""
     if not config.registry.auto_register:
         return {}
-    registry = LocalRegistry(registry_root(config.registry.dir), config.registry.name or config.model_name)
+    registry = LocalRegistry(
+        settings.registry_dir(config.registry.dir), config.registry.name or config.model_name
+    )
     version = registry.register(Path(out_dir) / "bundle", source=out_dir)
     get_run_logger().info("registered %s %s (digest %s)", registry.name, version.tag, version.digest[:12])
     return {"registry": f"{registry.name}:{version.tag}"}
@@ -182,7 +187,12 @@ def register(out_dir: str, config: SegmentConfig) -> dict[str, str]:
 
 @task(name="track", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_io_only)
 def track(
-    out_dir: str, config: SegmentConfig, data_path: str, paths: dict[str, str], group: str | None
+    out_dir: str,
+    config: SegmentConfig,
+    data_path: str,
+    paths: dict[str, str],
+    group: str | None,
+    settings: Settings,
 ) -> dict[str, str]:
     """Log the run to W&B (offline files unless an API key is set; nothing when disabled)."""
     extra = {"registry_version": paths["registry"]} if "registry" in paths else {}
@@ -192,6 +202,7 @@ def track(
         data_path=data_path,
         model_name=config.registry.name or config.model_name,
         paths=paths,
+        settings=settings,
         group=group,
         summary_extra=extra,
     )
@@ -210,6 +221,7 @@ def train_segmentation(
     config: SegmentConfig | None = None,
     overrides: list[str] | None = None,
     tracking_group: str | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Validate, preprocess, featurize, cluster, evaluate, bundle, insights, register, track (W&B).
 
@@ -220,6 +232,8 @@ def train_segmentation(
         overrides: ``key=value`` overrides applied to the defaults when ``config`` is None (deployment
             runs, e.g. ``-p overrides='["cluster.n_clusters=5"]'``).
         tracking_group: W&B run group (sweeps).
+        settings: what the environment says (the CLI passes it); None means the flow run's environment,
+            read here, at the flow's entry (deployment runs).
 
     Returns:
         ``{"out_dir", "paths", "metrics", "stages", "n_rows"}`` where ``stages`` maps each stage to its
@@ -228,6 +242,8 @@ def train_segmentation(
     logger = get_run_logger()
     if config is None:
         config = load_config(overrides=overrides or [])
+    if settings is None:
+        settings = Settings.from_environ(os.environ)
     data_hash = hash_data(data_path)
     # The bundle whose IDs are kept is part of the cluster stage's key (and is checked before any work).
     align_digest = fit.previous_model(config.insights.align_to)[1] if config.insights.align_to else None
@@ -235,14 +251,16 @@ def train_segmentation(
     states: dict[str, str] = {}
 
     def run(stage: str, task_fn: Any, *args: Any) -> Any:
-        state = task_fn(*args, config=config, cache_key=keys[stage], return_state=True)
+        state = task_fn(*args, config=config, cache_key=keys[stage], settings=settings, return_state=True)
         value = state.result()
         if isinstance(value, StageRef) and not value.path.is_file():
             # Prefect remembers an output the stage store no longer has (the store was cleaned):
             # recompute it and refresh the cache entry instead of handing on a dangling reference.
             logger.warning("stage %s: stored output %s is gone; recomputing", stage, value.path)
             refreshed = task_fn.with_options(refresh_cache=True)
-            state = refreshed(*args, config=config, cache_key=keys[stage], return_state=True)
+            state = refreshed(
+                *args, config=config, cache_key=keys[stage], settings=settings, return_state=True
+            )
             value = state.result()
         states[stage] = state.name
         return value
@@ -259,8 +277,8 @@ def train_segmentation(
     refs = {"load": table, "preprocess": preprocessed, "featurize": features, "cluster": clustered}
     paths = write_outputs(out_dir, refs, metrics, config, data_hash, data_path)
     paths |= visualize(out_dir, refs, config)
-    paths |= register(out_dir, config)
-    paths |= track(out_dir, config, data_path, paths, tracking_group)
+    paths |= register(out_dir, config, settings)
+    paths |= track(out_dir, config, data_path, paths, tracking_group, settings)
     logger.info("stages: %s", ", ".join(f"{k}={v}" for k, v in states.items()))
     return {
         "out_dir": out_dir,
@@ -272,13 +290,24 @@ def train_segmentation(
 
 
 def run_training(
-    data_path: str | Path, out_dir: str | Path, config: SegmentConfig, *, tracking_group: str | None = None
+    data_path: str | Path,
+    out_dir: str | Path,
+    config: SegmentConfig,
+    *,
+    settings: Settings | None = None,
+    tracking_group: str | None = None,
 ) -> dict[str, Any]:
-    """Run the flow with results persisted under :func:`state_home` (what the CLI calls)."""
-    with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: state_home() / "results"}):
+    """Run the flow with results persisted under ``settings.results_dir`` (what the CLI calls).
+
+    ``settings`` is what the caller read at its entry; None reads this process's environment (notebooks,
+    tests).
+    """
+    settings = settings or Settings.from_environ(os.environ)
+    with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: settings.results_dir}):
         return train_segmentation(
             data_path=str(data_path) if is_url(data_path) else str(Path(data_path).resolve()),
             out_dir=str(Path(out_dir).resolve()),
             config=config,
             tracking_group=tracking_group,
+            settings=settings,
         )

@@ -67,10 +67,10 @@ class MissingExtraError(SegmentationError):
 def requires_extra(extra: str, needed_for: str) -> Iterator[None]:
     """Turn a missing third-party module, imported in the block, into a :class:`MissingExtraError`.
 
-    Wrap only the imports that the extra provides (``with requires_extra("train", "segment train"):
-    from workflows.train import run_training``): any package the block finds missing is reported as that
-    extra, reinstalling which brings it (and its own dependencies) back. A module of this project that is
-    missing is a broken installation, not a missing extra, and is raised as it is.
+    Wrap only the imports that the extra provides (``with requires_extra("train", "segment train"):``
+    then ``from segmentation_workflows.train import run_training``): any package the block finds missing
+    is reported as that extra, reinstalling which brings it (and its own dependencies) back. A module of
+    this project that is missing is a broken installation, not a missing extra, and is raised as it is.
     """
     try:
         yield
@@ -81,4 +81,4 @@ def requires_extra(extra: str, needed_for: str) -> Iterator[None]:
         raise MissingExtraError(extra, needed_for, exc.name) from exc
 
 
-_OWN_PACKAGES = frozenset({"segmentation", "workflows"})
+_OWN_PACKAGES = frozenset({"segmentation", "segmentation_workflows"})

@@ -369,13 +369,6 @@ class LocalRegistry:
         return max(scored, key=lambda item: (sign * item[0], item[1].version))[1]
 
 
-def registry_root(config_dir: str | None) -> Path:
-    """``registry.dir``, else ``$SEGMENT_HOME/registry`` (default ``./.segment/registry``)."""
-    if config_dir:
-        return Path(config_dir)
-    return Path(os.environ.get("SEGMENT_HOME", ".segment")).resolve() / "registry"
-
-
 def list_models(root: Path) -> list[str]:
     """Names of the models in a registry directory."""
     if not root.is_dir():

@@ -12,8 +12,10 @@ Parameter names are dotted configuration keys (``featurize.encoding_dim``), exac
 
 from __future__ import annotations
 
+import contextlib
 import random
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,11 +129,25 @@ def goal(sweep: dict[str, Any]) -> str:
     return str(sweep["metric"].get("goal", "minimize"))
 
 
+@contextlib.contextmanager
+def _global_generators_seeded(seed: int) -> Iterator[None]:
+    """The global generators of numpy and Python seeded for a block, then put back as they were."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
 def propose(sweep: dict[str, Any], trials: list[Trial], seed: int) -> dict[str, Any] | None:
     """The next trial's parameters from W&B's engine, or None when a grid is exhausted.
 
-    Random and bayes sampling draw from numpy's and Python's global generators, so they are seeded per
-    trial (``seed`` + trial number): a sweep rerun with the same seed proposes the same trials.
+    Random and bayes sampling draw from numpy's and Python's global generators (the engine takes no
+    generator), so they are seeded per trial (``seed`` + trial number) for the call and restored after
+    it: a sweep rerun with the same seed proposes the same trials, and no other code's draws change.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sweeps 0.2.0 declares pydantic v1-style config keys
@@ -145,9 +161,7 @@ def propose(sweep: dict[str, Any], trials: list[Trial], seed: int) -> dict[str, 
     if "early_terminate" in sweep:
         engine_config["early_terminate"] = sweep["early_terminate"]
     index = len(trials)
-    np.random.seed((seed + index) % 2**32)
-    random.seed(seed + index)
-    with warnings.catch_warnings():
+    with _global_generators_seeded(seed + index), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         proposal = sweeps.next_run(  # type: ignore[attr-defined]
             engine_config, [t.as_sweep_run() for t in trials], validate=False

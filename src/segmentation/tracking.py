@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import pandas as pd
 from segmentation.bundle import bundle_digest, load_bundle
 from segmentation.config import SegmentConfig, TrackingConfig, flatten
 from segmentation.errors import requires_extra
+from segmentation.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -47,20 +47,19 @@ _MODES = {
 }
 
 
-def resolve_mode(config: TrackingConfig) -> str:
+def resolve_mode(config: TrackingConfig, settings: Settings) -> str:
     """``online``, ``offline`` or ``disabled`` (``WANDB_MODE`` wins, then config, then the API key)."""
-    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    env = (settings.wandb_mode or "").strip().lower()
     if env in _MODES:
         return _MODES[env]
     if config.mode != "auto":
         return config.mode
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return "online" if settings.wandb_api_key_set else "offline"
 
 
-def tracking_dir(config: TrackingConfig) -> Path:
+def tracking_dir(config: TrackingConfig, settings: Settings) -> Path:
     """Where W&B writes its files: ``tracking.dir``, ``$WANDB_DIR``, else ``$SEGMENT_HOME``."""
-    chosen = config.dir or os.environ.get("WANDB_DIR") or os.environ.get("SEGMENT_HOME", ".segment")
-    path = Path(chosen).resolve()
+    path = Path(config.dir).resolve() if config.dir else settings.wandb_dir or settings.home
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -96,6 +95,7 @@ def track_training(
     data_path: str,
     model_name: str,
     paths: dict[str, str],
+    settings: Settings,
     group: str | None = None,
     tags: tuple[str, ...] = (),
     summary_extra: dict[str, Any] | None = None,
@@ -108,6 +108,7 @@ def track_training(
         data_path: the training table.
         model_name: the registered model name (the model artifact's name).
         paths: what the flow wrote (``plots`` and the like), for the media.
+        settings: the mode and directory the environment asks for (W&B reads the key itself).
         group: W&B run group (a sweep's ID groups its trials); ``WANDB_RUN_GROUP`` otherwise.
         tags: extra run tags.
         summary_extra: more summary values (the registry version, for example).
@@ -115,11 +116,10 @@ def track_training(
     Returns:
         The tracked run, or None when tracking is disabled.
     """
-    mode = resolve_mode(config.tracking)
+    mode = resolve_mode(config.tracking, settings)
     if mode == "disabled":
         logger.info("W&B tracking disabled")
         return None
-    os.environ.setdefault("WANDB_SILENT", "true")  # progress goes to our logs, not W&B's terminal lines
     with requires_extra("train", "W&B tracking (WANDB_MODE=disabled turns it off)"):
         import wandb
 
@@ -129,10 +129,10 @@ def track_training(
     run = wandb.init(
         project=config.tracking.project,
         entity=config.tracking.entity,
-        dir=str(tracking_dir(config.tracking)),
+        dir=str(tracking_dir(config.tracking, settings)),
         mode=cast(Any, mode),
         job_type="train",
-        group=group or os.environ.get("WANDB_RUN_GROUP"),
+        group=group or settings.wandb_run_group,
         name=run_dir.name,
         tags=["segmentation", config.featurize.kind, config.cluster.kind, *tags],
         reinit="finish_previous",

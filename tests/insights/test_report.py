@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from segmentation.bundle import bundle_digest, load_bundle
-from segmentation.cli import main
 from segmentation.config import load_config
 from segmentation.insights.report import Thresholds, report_warnings
-from workflows.train import run_training
+from segmentation_workflows.cli import main
+from segmentation_workflows.train import run_training
 
 
 @pytest.fixture(scope="module")

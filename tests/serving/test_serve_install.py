@@ -205,7 +205,7 @@ def test_serving_an_autoencoder_bundle_without_torch_names_the_extra(
     autoencoder_bundle: Path, tmp_path: Path
 ) -> None:
     """`segment serve` exits 1 before starting anything, with one line that names the extra."""
-    code = "from segmentation.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "from segmentation_workflows.cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["serve", "--bundle", str(autoencoder_bundle), "--port", str(_free_port())]
     result = _blocked("torch,pytorch_lightning,lightning", code, *args, tmp=tmp_path)
     assert result.returncode == 1, result.stderr
@@ -268,7 +268,7 @@ def test_the_serve_install_has_no_heavy_stack_and_runs_from_its_own_environment(
     code = textwrap.dedent(
         f"""
         import importlib.util, sys
-        import segmentation, segmentation.cli, segmentation.serving.app, segmentation.scoring
+        import segmentation, segmentation_workflows.cli, segmentation.serving.app, segmentation.scoring
         import segmentation.drift, segmentation.registry
         print(segmentation.__file__)
         print(",".join(m for m in {ABSENT!r} if importlib.util.find_spec(m) is not None))

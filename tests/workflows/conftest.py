@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from workflows import local_server
+from segmentation_workflows import local_server
 
 
 def _free_port() -> int:

@@ -288,7 +288,10 @@ def test_aws_ec2_deployment_runs_from_the_runtime_image_layout(stack: dict, tmp_
     )
 
     # Which code the image runs: the wheel's, from the entrypoint's module, with the checkout on no path.
-    code = "import segmentation, workflows.train, sys; print(workflows.train.__file__, segmentation.__file__)"
+    code = (
+        "import segmentation, segmentation_workflows.train as train, sys; "
+        "print(train.__file__, segmentation.__file__)"
+    )
     probe = subprocess.run(
         [str(image["python"]), "-c", code + "; print(*sys.path, sep='\\n')"],
         cwd=app,
@@ -300,7 +303,9 @@ def test_aws_ec2_deployment_runs_from_the_runtime_image_layout(stack: dict, tmp_
     modules, *path = probe.stdout.splitlines()
     assert all(Path(m).is_relative_to(image["venv"]) for m in modules.split()), modules
     elsewhere = [p for p in path if p and not Path(p).is_relative_to(image["venv"])]
-    assert not [p for p in elsewhere for pkg in ("segmentation", "workflows") if (Path(p) / pkg).exists()]
+    assert not [
+        p for p in elsewhere for pkg in ("segmentation", "segmentation_workflows") if (Path(p) / pkg).exists()
+    ]
 
     env = {**stack["env"], **AWS_ENV}
     deploy_aws_ec2(env)

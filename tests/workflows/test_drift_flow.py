@@ -16,7 +16,7 @@ from segmentation.data.synthetic import make_customers
 from segmentation.drift import DriftAlertError
 from segmentation.registry import LocalRegistry
 from segmentation.stages.assemble import fit_model
-from workflows.drift import monitor_drift
+from segmentation_workflows.drift import monitor_drift
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

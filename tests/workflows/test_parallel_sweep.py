@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segmentation.cli import main
 from segmentation.data.io import write_table
 from segmentation.data.synthetic import make_customers
 from segmentation.tracking import offline_runs, read_offline_run
+from segmentation_workflows.cli import main
 
 ROOT = Path(__file__).parents[2]
 DEPLOYMENT = "train-segmentation/local"

@@ -14,7 +14,7 @@ from segmentation.bundle import load_bundle
 from segmentation.data.synthetic import make_customers
 from segmentation.registry import ModelSource
 from segmentation.scoring import score_table
-from workflows.score import run_scoring
+from segmentation_workflows.score import run_scoring
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from segmentation.bundle import load_bundle
-from segmentation.cli import main
 from segmentation.data.io import file_digest
 from segmentation.registry import LocalRegistry
 from segmentation.tracking import offline_runs, read_offline_run
+from segmentation_workflows.cli import main
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 ROOT = Path(__file__).parents[2]
@@ -223,7 +223,7 @@ def test_ctrl_c_records_the_current_trial_and_stops(
 def test_sweep_as_a_deployable_flow_runs_trials_as_subflows(
     synthetic_table: tuple[Path, pd.DataFrame], segment_home: Path
 ) -> None:
-    from workflows.sweep import sweep_segmentation
+    from segmentation_workflows.sweep import sweep_segmentation
 
     summary = sweep_segmentation(
         str(ROOT / "sweeps" / "k_range.yaml"),

@@ -11,12 +11,12 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from segmentation.bundle import load_bundle
-from segmentation.cli import main
 from segmentation.config import load_config
 from segmentation.data.io import read_table
 from segmentation.tracking import flush, offline_runs, read_offline_run
-from workflows.caching import STAGES
-from workflows.train import run_training
+from segmentation_workflows.caching import STAGES
+from segmentation_workflows.cli import main
+from segmentation_workflows.train import run_training
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -231,7 +231,7 @@ def test_io_errors_retry_but_bad_data_never_does() -> None:
 
     from segmentation.contract.report import ValidationReport
     from segmentation.errors import BundleError, DataValidationError
-    from workflows.retries import retry_io_only as _retry_io_only
+    from segmentation_workflows.retries import retry_io_only as _retry_io_only
 
     assert _retry_io_only(None, None, Failed(data=OSError("network share hiccup"))) is True
     assert _retry_io_only(None, None, Failed(data=DataValidationError(ValidationReport("x", 0, 0)))) is False
