@@ -23,12 +23,12 @@ from segmentation.clustering import (
     NOISE,
     Clusterer,
     DBSCANClusterer,
-    _centroid_details,
-    _size_order,
     clusterer_from_state,
     fit_clusterer,
     sampled_silhouette,
 )
+from segmentation.clustering.base import _size_order
+from segmentation.clustering.centroid import _centroid_details
 from segmentation.config import (
     AgglomerativeConfig,
     DBSCANConfig,

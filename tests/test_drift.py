@@ -92,11 +92,11 @@ def test_quantile_edges_handle_ties_constants_and_missing() -> None:
     assert edges[0] == 0.0
     assert len(edges) == len(np.unique(edges))
     assert (edges < zeros.max()).all()  # no empty top bin
-    index = drift._numeric_bins(zeros, edges)
+    index = drift.reference.numeric_bins(zeros, edges)
     assert (index[:700] == 0).all()  # the point mass at zero is one bin
     constant = drift.quantile_edges(np.full(50, 3.0), 10)
     assert constant.tolist() == [3.0]
-    with_nan = drift._numeric_bins(np.array([np.nan, 1.0, 5.0]), np.array([2.0]))
+    with_nan = drift.reference.numeric_bins(np.array([np.nan, 1.0, 5.0]), np.array([2.0]))
     assert with_nan.tolist() == [2, 0, 1]  # missing is the last bin
     assert drift.quantile_edges(np.full(5, np.nan), 10).tolist() == [0.0]
 

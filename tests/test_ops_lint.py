@@ -286,3 +286,28 @@ def test_every_package_of_src_and_workflows_is_installed() -> None:
     assert set(setuptools["packages"]) == found
     assert (ROOT / "workflows" / "__init__.py").is_file()
     assert not list((ROOT / "workflows").glob("*/__init__.py")), "a subpackage of workflows/ needs listing"
+
+
+def test_functions_stay_short_or_say_why() -> None:
+    """No function of src/ or workflows/ over 80 lines of code (docstring aside), unless its docstring
+    has a line starting ``Length:`` that says why (ruff's C901/PLR0912/PLR0915 bound the rest)."""
+    import ast
+
+    long = []
+    for folder in ("src", "workflows"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                doc = ast.get_docstring(node) or ""
+                first = node.body[0]
+                docstring_lines = (
+                    first.end_lineno - first.lineno + 1
+                    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    else 0
+                )
+                lines = node.end_lineno - node.lineno + 1 - docstring_lines
+                said = any(line.strip().startswith("Length:") for line in doc.splitlines())
+                if lines > 80 and not said:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long

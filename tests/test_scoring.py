@@ -91,7 +91,8 @@ def test_chunked_scoring_equals_whole_table_prediction(
     threads: int,
     block_rows: int,
 ) -> None:
-    monkeypatch.setattr(scoring, "MODEL_BLOCK_ROWS", block_rows)  # blocks of the model pass inside a chunk
+    # Blocks of the model pass inside a chunk, patched in the module that reads it
+    monkeypatch.setattr(scoring.assign, "MODEL_BLOCK_ROWS", block_rows)
     out = tmp_path / "scores.parquet"
     summary = score_table(model, parquet_data, out, chunk_rows=chunk_rows, threads=threads)
     assert (summary.rows, summary.scored, summary.rejected) == (6000, 6000, 0)
@@ -158,7 +159,8 @@ def test_invalid_rows_go_to_rejects_with_reasons_and_valid_rows_are_scored(
     monkeypatch: pytest.MonkeyPatch,
     block_rows: int,
 ) -> None:
-    monkeypatch.setattr(scoring, "MODEL_BLOCK_ROWS", block_rows)  # 300: blocks with and without bad rows
+    # 300: blocks with and without bad rows
+    monkeypatch.setattr(scoring.assign, "MODEL_BLOCK_ROWS", block_rows)
     data = tmp_path / "broken.csv"
     expected = _broken_csv(customers, data)
     out = tmp_path / "scores.parquet"

@@ -52,7 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    _training_commands(sub)
+    _registry_commands(sub)
+    _model_commands(sub)
+    _inspection_commands(sub)
+    return parser
 
+
+def _training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``train``, ``report``, ``make-data``, ``sweep``."""
     train = sub.add_parser("train", help="train a segmentation model (runs the train-segmentation flow)")
     train.add_argument("--data", help="CSV or Parquet customer table (default: bundled CC GENERAL sample)")
     train.add_argument("--out", type=Path, help="output directory (default: runs/<model>-<timestamp>)")
@@ -116,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(sweep)
 
+
+def _registry_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``registry list|export``, ``experiment-report``, ``promote``, ``rollback``."""
     registry = sub.add_parser("registry", help="the model registry")
     registry_sub = registry.add_subparsers(dest="registry_command", required=True)
     listing = registry_sub.add_parser("list", help="versions with metrics, aliases, data hash, created-at")
@@ -146,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="move `production` back to `previous`")
     _add_config_args(rollback)
 
+
+def _model_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """What a model does with customers: ``serve``, ``drift``, ``score``."""
     serve = sub.add_parser("serve", help="serve a model over HTTP (LitServe): /predict, /health, /info")
     _add_model_args(
         serve,
@@ -192,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(score)
 
+
+def _inspection_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``runs``, ``config show``."""
     runs = sub.add_parser("runs", help="table of local runs: differing config and metrics")
     runs.add_argument("roots", nargs="*", type=Path, help="directories to search (default: runs/ and sweeps)")
     runs.add_argument("--sort", default="silhouette", help="metric or config key to sort by")
@@ -201,7 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     show = config_sub.add_parser("show", help="print the resolved, validated configuration")
     _add_config_args(show)
-    return parser
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

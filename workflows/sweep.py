@@ -307,45 +307,10 @@ def _deployed_trials(plan: _Plan, deployment: str, parallel: int) -> tuple[list[
         try:
             while True:
                 while not exhausted and len(in_flight) < parallel and plan.wants_more(trials):
-                    params = sweeps_lib.propose(plan.sweep, trials, plan.seed)
-                    if params is None:
-                        logger.info("sweep %s: grid exhausted after %d trials", plan.sweep_id, len(trials))
-                        exhausted = True
-                        break
-                    trial = sweeps_lib.Trial(index=len(trials), params=params)
-                    trials.append(trial)  # state "running": the engine sees it as pending
-                    config: SegmentConfig | None = None
-                    try:
-                        config = plan.config(trial)
-                        run = _submit(plan, deployment, trial, config)
-                    except Exception as exc:  # a bad trial configuration must not end the sweep
-                        _fail(plan, trial, config, f"{type(exc).__name__}: {exc}")
-                        _record(plan.directory, trial)
-                        continue
-                    trial.extra["flow_run_id"] = str(run.id)
-                    in_flight[run.id] = (trial, config)
-                    logger.info(
-                        "sweep %s: trial %d submitted as flow run %s %s",
-                        plan.sweep_id,
-                        trial.index,
-                        run.name,
-                        params,
-                    )
+                    exhausted = not _submit_next(plan, deployment, trials, in_flight)
                 if not in_flight or plan.stop.wait(POLL_SECONDS):
                     break
-                for run_id, (trial, config) in list(in_flight.items()):
-                    try:
-                        run = client.read_flow_run(run_id)
-                    except Exception as exc:  # the server restarting: read it again at the next poll
-                        logger.warning("sweep %s: cannot read flow run %s: %s", plan.sweep_id, run_id, exc)
-                        continue
-                    if run.state is not None and run.state.is_final():
-                        del in_flight[run_id]
-                        _finish(plan, trial, run, run.state, config)
-                        _record(plan.directory, trial)
-                        logger.info(
-                            "sweep %s: trial %d %s %s", plan.sweep_id, trial.index, trial.state, trial.metric
-                        )
+                _collect_finished(plan, client, in_flight)
         except KeyboardInterrupt:  # outside the main thread no handler turns Ctrl-C into `stop`
             plan.stop.set()
         interrupted = plan.stop.is_set()
@@ -360,6 +325,55 @@ def _deployed_trials(plan: _Plan, deployment: str, parallel: int) -> tuple[list[
     if interrupted:
         logger.warning("sweep %s: interrupted; %d trials recorded", plan.sweep_id, len(trials))
     return sorted(trials, key=lambda t: t.index), interrupted
+
+
+def _submit_next(
+    plan: _Plan,
+    deployment: str,
+    trials: list[sweeps_lib.Trial],
+    in_flight: dict[UUID, tuple[sweeps_lib.Trial, SegmentConfig]],
+) -> bool:
+    """Propose the next trial and submit it as a flow run; False when a grid is exhausted.
+
+    A trial whose configuration or submission fails is recorded as failed; the sweep goes on.
+    """
+    params = sweeps_lib.propose(plan.sweep, trials, plan.seed)
+    if params is None:
+        logger.info("sweep %s: grid exhausted after %d trials", plan.sweep_id, len(trials))
+        return False
+    trial = sweeps_lib.Trial(index=len(trials), params=params)
+    trials.append(trial)  # state "running": the engine sees it as pending
+    config: SegmentConfig | None = None
+    try:
+        config = plan.config(trial)
+        run = _submit(plan, deployment, trial, config)
+    except Exception as exc:  # a bad trial configuration must not end the sweep
+        _fail(plan, trial, config, f"{type(exc).__name__}: {exc}")
+        _record(plan.directory, trial)
+        return True
+    trial.extra["flow_run_id"] = str(run.id)
+    in_flight[run.id] = (trial, config)
+    logger.info(
+        "sweep %s: trial %d submitted as flow run %s %s", plan.sweep_id, trial.index, run.name, params
+    )
+    return True
+
+
+def _collect_finished(
+    plan: _Plan, client: SyncPrefectClient, in_flight: dict[UUID, tuple[sweeps_lib.Trial, SegmentConfig]]
+) -> None:
+    """Read every in-flight trial's flow run; record and drop the ones that reached a final state."""
+    for run_id, (trial, config) in list(in_flight.items()):
+        try:
+            run = client.read_flow_run(run_id)
+        except Exception as exc:  # the server restarting: read it again at the next poll
+            logger.warning("sweep %s: cannot read flow run %s: %s", plan.sweep_id, run_id, exc)
+            continue
+        if run.state is not None and run.state.is_final():
+            del in_flight[run_id]
+            _finish(plan, trial, run, run.state, config)
+            _record(plan.directory, trial)
+            logger.info("sweep %s: trial %d %s %s", plan.sweep_id, trial.index, trial.state, trial.metric)
 
 
 def run_sweep(
@@ -422,15 +436,6 @@ def run_sweep(
             pass
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sweep.yaml").write_text(Path(sweep_path).read_text(encoding="utf-8"), encoding="utf-8")
-    previous_handler = None
-    if threading.current_thread() is threading.main_thread():
-
-        def on_sigint(_signum: int, _frame: object) -> None:
-            stop.set()
-            if in_trial.is_set():  # between trials the loop just stops at its next check
-                raise KeyboardInterrupt
-
-        previous_handler = signal.signal(signal.SIGINT, on_sigint)
     logger.info(
         "sweep %s: %s, metric %s (%s)%s",
         sweep_id,
@@ -439,14 +444,11 @@ def run_sweep(
         sweeps_lib.goal(sweep),
         "" if deployment is None else f", trials on deployment {deployment}, {parallel} at a time",
     )
-    try:
+    with _ctrl_c_stops(stop, in_trial):
         if deployment is None:
             trials, interrupted = _sequential_trials(plan, in_trial)
         else:
             trials, interrupted = _deployed_trials(plan, deployment, parallel)
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
     tracking.flush()  # every trial's W&B files complete on disk before anyone reads or syncs them
     winner = sweeps_lib.best(trials, sweep)
     result = SweepResult(sweep_id, directory, trials, winner, interrupted)
@@ -459,28 +461,49 @@ def run_sweep(
             result.promoted = registry.promote(version.version, base.registry)
         except PromotionRefusedError as exc:
             result.refused = exc.reasons
-    (directory / "summary.json").write_text(
-        json.dumps(
-            {
-                "sweep_id": sweep_id,
-                "method": sweep["method"],
-                "metric": metric,
-                "goal": sweeps_lib.goal(sweep),
-                "deployment": deployment,
-                "parallel": parallel,
-                "trials": len(trials),
-                "states": {s: sum(t.state == s for t in trials) for s in ("finished", "failed", "killed")},
-                "best": asdict(winner) if winner else None,
-                "promoted": result.promoted.tag if result.promoted else None,
-                "refused": result.refused,
-                "interrupted": interrupted,
-            },
-            indent=2,
-            default=str,
-        ),
-        encoding="utf-8",
-    )
+    _write_summary(result, sweep, deployment, parallel)
     return result
+
+
+@contextmanager
+def _ctrl_c_stops(stop: threading.Event, in_trial: threading.Event) -> Iterator[None]:
+    """In the main thread, Ctrl-C sets ``stop`` (and interrupts a trial in progress) for the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        stop.set()
+        if in_trial.is_set():  # between trials the loop just stops at its next check
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _write_summary(result: SweepResult, sweep: dict[str, Any], deployment: str | None, parallel: int) -> None:
+    """``summary.json`` in the sweep's directory: method, metric, trial states, best, promotion."""
+    trials, winner = result.trials, result.best
+    summary = {
+        "sweep_id": result.sweep_id,
+        "method": sweep["method"],
+        "metric": sweep["metric"]["name"],
+        "goal": sweeps_lib.goal(sweep),
+        "deployment": deployment,
+        "parallel": parallel,
+        "trials": len(trials),
+        "states": {s: sum(t.state == s for t in trials) for s in ("finished", "failed", "killed")},
+        "best": asdict(winner) if winner else None,
+        "promoted": result.promoted.tag if result.promoted else None,
+        "refused": result.refused,
+        "interrupted": result.interrupted,
+    }
+    (result.directory / "summary.json").write_text(
+        json.dumps(summary, indent=2, default=str), encoding="utf-8"
+    )
 
 
 @flow(name="sweep-segmentation", log_prints=False, persist_result=False)

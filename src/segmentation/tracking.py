@@ -31,7 +31,7 @@ from typing import Any, cast
 
 import pandas as pd
 
-from segmentation.bundle import bundle_digest, load_bundle
+from segmentation.bundle import SegmentationModel, bundle_digest, load_bundle
 from segmentation.config import SegmentConfig, TrackingConfig, flatten
 from segmentation.errors import requires_extra
 from segmentation.settings import Settings
@@ -143,52 +143,10 @@ def track_training(
         # values; allow_val_change covers types YAML and the agent render differently (1e-3 vs 0.001).
         run.config.update(config.flat(), allow_val_change=True)
         run.config.update({"data.content_hash": data_hash, "data.path": data_path}, allow_val_change=True)
-        history_path = run_dir / "loss_history.csv"
-        if history_path.is_file():  # the autoencoder's losses, one W&B step per epoch
-            for record in pd.read_csv(history_path).to_dict("records"):
-                losses = {f"autoencoder/{k}": float(v) for k, v in record.items() if k != "epoch"}
-                run.log({"epoch": int(record["epoch"]), **losses})
-        media: dict[str, Any] = {}
-        plots_dir = Path(paths.get("plots", run_dir / "plots"))
-        for image in sorted(plots_dir.glob("*.png")):
-            media[f"plots/{image.stem}"] = wandb.Image(str(image), caption=image.stem)
-        profile_path = run_dir / "profile.csv"
-        if profile_path.is_file():
-            media["profile"] = wandb.Table(dataframe=pd.read_csv(profile_path))
-        if media:
-            run.log(media)
+        _log_history_and_media(run, run_dir, paths)
         run.summary.update(numeric_summary(metrics))
         run.summary.update({"bundle_digest": bundle_digest(model.manifest), **(summary_extra or {})})
-
-        dataset = wandb.Artifact(
-            _artifact_name(f"dataset-{Path(data_path).stem}"),
-            type="dataset",
-            metadata={"sha256": data_hash, "rows": metrics.get("n_rows"), "source": data_path},
-        )
-        dataset.add_reference(Path(data_path).resolve().as_uri(), name=Path(data_path).name)
-        if mode == "online":
-            run.use_artifact(dataset)  # the model's input, in W&B's lineage graph
-        else:
-            run.log_artifact(dataset)  # offline W&B has no inputs: logged as an output, named below
-        artifact = wandb.Artifact(
-            _artifact_name(model_name),
-            type="model",
-            description=f"Customer segmentation bundle ({metrics.get('n_clusters')} segments)",
-            metadata={
-                "data_hash": data_hash,
-                "dataset_artifact": dataset.name,
-                "code_version": model.manifest.get("code_version"),
-                "bundle_digest": bundle_digest(model.manifest),
-                "metrics": numeric_summary(metrics),
-                "config": config.flat(),
-            },
-        )
-        artifact.add_dir(str(run_dir / "bundle"))
-        run.log_artifact(artifact, aliases=["candidate"])
-        if mode == "online":
-            run.link_artifact(
-                artifact, target_path=f"wandb-registry-model/{model_name}", aliases=["candidate"]
-            )
+        _log_artifacts(run, mode, model, metrics, config, data_path, model_name, run_dir)
         tracked = TrackedRun(
             mode=mode,
             run_id=run.id,
@@ -201,6 +159,74 @@ def track_training(
         raise
     run.finish()
     return tracked
+
+
+def _log_history_and_media(run: Any, run_dir: Path, paths: dict[str, str]) -> None:
+    """The autoencoder's losses (one W&B step per epoch), the plots and the profile table."""
+    import wandb
+
+    history_path = run_dir / "loss_history.csv"
+    if history_path.is_file():
+        for record in pd.read_csv(history_path).to_dict("records"):
+            losses = {f"autoencoder/{k}": float(v) for k, v in record.items() if k != "epoch"}
+            run.log({"epoch": int(record["epoch"]), **losses})
+    media: dict[str, Any] = {}
+    plots_dir = Path(paths.get("plots", run_dir / "plots"))
+    for image in sorted(plots_dir.glob("*.png")):
+        media[f"plots/{image.stem}"] = wandb.Image(str(image), caption=image.stem)
+    profile_path = run_dir / "profile.csv"
+    if profile_path.is_file():
+        media["profile"] = wandb.Table(dataframe=pd.read_csv(profile_path))
+    if media:
+        run.log(media)
+
+
+def _log_artifacts(
+    run: Any,
+    mode: str,
+    model: SegmentationModel,
+    metrics: dict[str, Any],
+    config: SegmentConfig,
+    data_path: str,
+    model_name: str,
+    run_dir: Path,
+) -> None:
+    """The dataset (by reference) and the model bundle as artifacts; the bundle aliased ``candidate``.
+
+    Online, the dataset is the run's input in W&B's lineage and the model is linked into the W&B
+    Registry; offline W&B has no inputs, so the dataset is logged as an output, named in the model's
+    metadata.
+    """
+    import wandb
+
+    data_hash = model.manifest["data"]["content_hash"]
+    dataset = wandb.Artifact(
+        _artifact_name(f"dataset-{Path(data_path).stem}"),
+        type="dataset",
+        metadata={"sha256": data_hash, "rows": metrics.get("n_rows"), "source": data_path},
+    )
+    dataset.add_reference(Path(data_path).resolve().as_uri(), name=Path(data_path).name)
+    if mode == "online":
+        run.use_artifact(dataset)
+    else:
+        run.log_artifact(dataset)
+    artifact = wandb.Artifact(
+        _artifact_name(model_name),
+        type="model",
+        description=f"Customer segmentation bundle ({metrics.get('n_clusters')} segments)",
+        metadata={
+            "data_hash": data_hash,
+            "dataset_artifact": dataset.name,
+            "code_version": model.manifest.get("code_version"),
+            "bundle_digest": bundle_digest(model.manifest),
+            "metrics": numeric_summary(metrics),
+            "config": config.flat(),
+        },
+    )
+    artifact.add_dir(str(run_dir / "bundle"))
+    run.log_artifact(artifact, aliases=["candidate"])
+    if mode == "online":
+        run.link_artifact(artifact, target_path=f"wandb-registry-model/{model_name}", aliases=["candidate"])
 
 
 def flush() -> None:

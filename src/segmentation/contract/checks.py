@@ -98,7 +98,7 @@ def _numeric_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, np.n
     lo = -_MAX_FINITE if spec.min_value is None else spec.min_value
     hi = _MAX_FINITE if spec.max_value is None else spec.max_value
     # Fast path: one pass finds rows that are fine on every count (NaN and infinities compare False).
-    ok = (values >= lo) & (values <= hi)
+    ok = ((values > lo) if spec.min_exclusive else (values >= lo)) & (values <= hi)
     if ok.all():
         return []
     missing = np.isnan(values)
@@ -112,7 +112,11 @@ def _numeric_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, np.n
     if not spec.nullable:
         out.append(("not_nullable", missing))
     if spec.min_value is not None:
-        out.append((f"greater_than_or_equal_to({_fmt_bound(spec.min_value)})", values < spec.min_value))
+        out.append(
+            (f"greater_than({_fmt_bound(spec.min_value)})", values <= spec.min_value)
+            if spec.min_exclusive
+            else (f"greater_than_or_equal_to({_fmt_bound(spec.min_value)})", values < spec.min_value)
+        )
     if spec.max_value is not None:
         out.append((f"less_than_or_equal_to({_fmt_bound(spec.max_value)})", values > spec.max_value))
     out.append(("finite", np.isinf(values)))
@@ -329,7 +333,8 @@ def _checked_numbers(
         high = values.max()
     lo = -_MAX_FINITE if spec.min_value is None else spec.min_value
     hi = _MAX_FINITE if spec.max_value is None else spec.max_value
-    return CheckedNumbers(values, missing) if lo <= low and high <= hi else None
+    above = lo < low if spec.min_exclusive else lo <= low
+    return CheckedNumbers(values, missing) if above and high <= hi else None
 
 
 def _passes_whole(spec: ColumnSpec, column: ColumnData) -> CheckedColumn | None:

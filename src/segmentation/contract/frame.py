@@ -8,10 +8,13 @@ the same failures).
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 from pandera.errors import SchemaErrors
 
-from segmentation.contract.report import EXAMPLES, Failure, ValidationReport, jsonable
+from segmentation.contract.checks import check_columns
+from segmentation.contract.report import EXAMPLES, Failure, ValidationReport, failures_from_rejects, jsonable
 from segmentation.contract.schema import TableSchema
 
 
@@ -36,14 +39,47 @@ def _failures_from_pandera(errors: SchemaErrors) -> list[Failure]:
                 examples=[jsonable(v) for v in values],
             )
         )
-    # A value that cannot be coerced also fails its column's dtype and range checks: report the cause only.
+    # A column holding a value that cannot be coerced fails its dtype check, and pandera cannot compare it
+    # with its bounds at all (one TypeError, no rows): keep the cause; :func:`_range_failures` adds the
+    # rows that really are out of range.
     uncoercible = {f.column for f in out if f.check.startswith("coerce_dtype")}
     return [f for f in out if f.column not in uncoercible or f.check.startswith("coerce_dtype")]
 
 
+def _range_failures(frame: pd.DataFrame, schema: TableSchema, columns: set[str]) -> list[Failure]:
+    """The other failures of the columns pandera could not coerce, from the contract's row checks.
+
+    The row checks read such a column value by value (a number where the text is one), as pandera
+    would once coerced; their coercion failures are pandera's own (already reported) and infinities are
+    not pandera's concern, so both are left out.
+    """
+    specs = tuple(c for c in schema.columns if c.name in columns)
+    if not specs:
+        return []
+    narrowed = schema.model_copy(update={"columns": specs})
+    checked = check_columns({c.name: frame[c.name] for c in specs}, narrowed, frame.index.to_numpy())
+    rejects = checked.rejects[
+        ~checked.rejects["check"].str.startswith("coerce_dtype") & (checked.rejects["check"] != "finite")
+    ]
+    return failures_from_rejects(rejects)
+
+
 def _check_name(check: str) -> str:
-    # pandera names: "greater_than_or_equal_to(0)", "coerce_dtype('float64')", "field_uniqueness" ...
+    """Pandera's check name as the streamed checks write it.
+
+    pandera names a bound after the literal it was declared with (``greater_than_or_equal_to(0)``); the
+    streamed checks write the float (``greater_than_or_equal_to(0.0)``), so one failure has one name
+    whichever validator found it.
+    """
+    bound = _BOUND.fullmatch(check)
+    if bound:
+        return f"{bound[1]}({float(bound[2])!r})"
     return {"field_uniqueness": "unique", "column_in_schema": "unexpected_column"}.get(check, check)
+
+
+_BOUND = re.compile(
+    r"(greater_than_or_equal_to|less_than_or_equal_to|greater_than|less_than)\(([-+0-9.eE]+)\)"
+)
 
 
 def validate_frame(
@@ -87,7 +123,9 @@ def validate_frame(
     try:
         validated = pandera_schema.validate(checked, lazy=True)
     except SchemaErrors as exc:
-        failures.extend(_failures_from_pandera(exc))
+        found = _failures_from_pandera(exc)
+        uncoercible = {f.column for f in found if f.check.startswith("coerce_dtype")}
+        failures.extend(found + _range_failures(checked, schema, uncoercible))
         validated = frame
     report.failures = failures
     return (validated if report.ok else frame), report

@@ -79,6 +79,23 @@ class _ColumnScan:
     too_many: bool = False
 
 
+def _update_numeric(scan: _ColumnScan, series: pd.Series) -> None:
+    """Bounds and the integer flag of a numeric column (text holding numbers read as numbers)."""
+    values = pd.to_numeric(series, errors="coerce") if scan.text else series
+    lo, hi = values.min(), values.max()  # NaN skipped, as in a whole-table min/max
+    if not pd.isna(lo):
+        scan.lo, scan.hi = min(scan.lo, float(lo)), max(scan.hi, float(hi))
+    if scan.integer and not pd.api.types.is_integer_dtype(series):
+        scan.integer = bool((values.dropna() % 1 == 0).all())
+
+
+def _update_datetime(scan: _ColumnScan, series: pd.Series) -> None:
+    """The latest date of a date column (the default reference date)."""
+    latest = parse_dates(series).max()
+    if not pd.isna(latest):
+        scan.latest = latest if scan.latest is None else max(scan.latest, latest)
+
+
 class SchemaScan:
     """Schema inference over a table read in chunks: the rules of :func:`infer_schema`, streamed.
 
@@ -120,32 +137,24 @@ class SchemaScan:
             scan = self.columns.setdefault(str(name), _ColumnScan())
             series = frame[name]
             scan.rows += len(series)
-            present = series.notna()
-            n_present = int(present.sum())
+            n_present = int(series.notna().sum())
             scan.present += n_present
             if n_present == 0:
                 continue
             if scan.kind is None:
                 scan.kind, scan.text = self._decide(series, probe_idx)
-            if scan.kind == "boolean":
-                continue
             if scan.kind == "numeric":
-                values = pd.to_numeric(series, errors="coerce") if scan.text else series
-                lo, hi = values.min(), values.max()  # NaN skipped, as in a whole-table min/max
-                if not pd.isna(lo):
-                    scan.lo, scan.hi = min(scan.lo, float(lo)), max(scan.hi, float(hi))
-                if scan.integer and not pd.api.types.is_integer_dtype(series):
-                    scan.integer = bool((values.dropna() % 1 == 0).all())
+                _update_numeric(scan, series)
             elif scan.kind == "datetime":
-                stamps = parse_dates(series)
-                latest = stamps.max()
-                if not pd.isna(latest):
-                    scan.latest = latest if scan.latest is None else max(scan.latest, latest)
-            elif not scan.too_many:
-                counts = series.astype("string").value_counts()
-                scan.counts = counts if scan.counts is None else scan.counts.add(counts, fill_value=0)
-                if len(scan.counts) > self._level_limit():
-                    scan.counts, scan.too_many = None, True
+                _update_datetime(scan, series)
+            elif scan.kind == "categorical" and not scan.too_many:
+                self._update_levels(scan, series)
+
+    def _update_levels(self, scan: _ColumnScan, series: pd.Series) -> None:
+        counts = series.astype("string").value_counts()
+        scan.counts = counts if scan.counts is None else scan.counts.add(counts, fill_value=0)
+        if len(scan.counts) > self._level_limit():
+            scan.counts, scan.too_many = None, True
 
     @staticmethod
     def _decide(series: pd.Series, probe_idx: Any) -> tuple[str, bool]:

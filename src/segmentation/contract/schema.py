@@ -78,6 +78,8 @@ class ColumnSpec(BaseModel):
     nullable: bool = True
     min_value: float | None = None
     max_value: float | None = None
+    # ``min_value`` itself is excluded (a value must be greater): CC GENERAL's credit limit is > 0.
+    min_exclusive: bool = False
     categories: tuple[str, ...] = ()
 
 
@@ -128,7 +130,7 @@ def _pandera_column(spec: ColumnSpec) -> pa.Column:
     checks = []
     if spec.kind == "numeric":
         if spec.min_value is not None:
-            checks.append(pa.Check.ge(spec.min_value))
+            checks.append(pa.Check.gt(spec.min_value) if spec.min_exclusive else pa.Check.ge(spec.min_value))
         if spec.max_value is not None:
             checks.append(pa.Check.le(spec.max_value))
         return pa.Column(float, checks=checks, nullable=spec.nullable, coerce=True)
@@ -155,10 +157,12 @@ def cc_general_schema() -> TableSchema:
         if name == CC_GENERAL_ID:
             continue
         lo = hi = None
+        exclusive = False
         for check in column.checks:
             stats = check.statistics
             if "min_value" in stats:
                 lo = float(stats["min_value"])
+                exclusive = check.name == "greater_than"
             if "max_value" in stats:
                 hi = float(stats["max_value"])
         specs.append(
@@ -168,6 +172,7 @@ def cc_general_schema() -> TableSchema:
                 nullable=column.nullable,
                 min_value=lo,
                 max_value=hi,
+                min_exclusive=exclusive,
                 integer=name in {"CASH_ADVANCE_TRX", "PURCHASES_TRX", "TENURE"},
             )
         )

@@ -1,1 +1,1 @@
-"""Customer tables: reading, validation, schemas and synthetic data."""
+"""Customer tables: reading and writing (local or fsspec URLs, atomically), row chunks, synthetic tables."""

@@ -237,25 +237,55 @@ def make_customers(
     r_labels, r_centres, r_latent, r_params, r_draws, r_channel, r_date, r_missing = streams
 
     labels = _segment_labels(r_labels, rows, segments)
-    shares = np.bincount(labels, minlength=segments) / rows
-    centres = _centres(r_centres, segments, layout.latent, separation)
-    mean = shares @ centres
-    sd = np.sqrt(1.0 + shares @ (centres - mean) ** 2)
-    # Standardised latent, dims x rows: (centre - mean + N(0, 1)) / sd.
-    latent = r_latent.standard_normal((layout.latent, rows), dtype=np.float32)
-    if layout.latent:
-        latent += ((centres - mean).T.astype(np.float32))[:, labels]
-        latent *= (1.0 / sd).astype(np.float32)[:, None]
-
+    latent = _latent(r_centres, r_latent, labels, segments, layout.latent, separation)
     bounds = np.cumsum([layout.amount, layout.freq, layout.count])
     amount_z, freq_z, count_z, flag_z = np.split(latent, bounds)
-    blocks: list[pd.DataFrame] = []
+    # The order of the draws from each stream is part of the output: identical arguments, identical frames.
+    blocks = [
+        _amounts(r_params, r_missing, amount_z, missing_rate),
+        _frequencies(r_params, freq_z),
+        _counts(r_params, r_draws, count_z),
+    ]
+    extra = _flag_channel_date(layout, labels, segments, flag_z, r_params, r_draws, r_channel, r_date)
+    if extra:
+        blocks.append(pd.DataFrame(extra))
+    blocks.append(_noise(r_params, r_draws, layout.noise, rows))
 
-    # Monetary amounts: log-normal around a random median, rounded to cents.
-    n = layout.amount
+    ids = pd.Series(_id_strings(rows), dtype="str", name=id_column)
+    table = pd.concat([ids.to_frame(), *blocks], axis=1)
+    truth = pd.DataFrame({id_column: ids, SEGMENT_COLUMN: labels})
+    return table, truth
+
+
+def _latent(
+    r_centres: np.random.Generator,
+    r_latent: np.random.Generator,
+    labels: np.ndarray,
+    segments: int,
+    dims: int,
+    separation: float,
+) -> np.ndarray:
+    """The standardised latent, dims x rows: ``(centre - mean + N(0, 1)) / sd``."""
+    rows = len(labels)
+    shares = np.bincount(labels, minlength=segments) / rows
+    centres = _centres(r_centres, segments, dims, separation)
+    mean = shares @ centres
+    sd = np.sqrt(1.0 + shares @ (centres - mean) ** 2)
+    latent = r_latent.standard_normal((dims, rows), dtype=np.float32)
+    if dims:
+        latent += ((centres - mean).T.astype(np.float32))[:, labels]
+        latent *= (1.0 / sd).astype(np.float32)[:, None]
+    return latent
+
+
+def _amounts(
+    r_params: np.random.Generator, r_missing: np.random.Generator, z: np.ndarray, missing_rate: float
+) -> pd.DataFrame:
+    """Monetary amounts: log-normal around a random median, rounded to cents; some missing."""
+    n, rows = int(z.shape[0]), int(z.shape[1])
     log_median = r_params.uniform(np.log(10.0), np.log(1000.0), n).astype(np.float32)[:, None]
     sigma = r_params.uniform(0.6, 1.0, n).astype(np.float32)[:, None]
-    amounts = amount_z * sigma
+    amounts = z * sigma
     amounts += log_median
     np.exp(amounts, out=amounts)
     np.round(amounts, 2, out=amounts)
@@ -263,22 +293,39 @@ def make_customers(
         mask = r_missing.random((n, rows), dtype=np.float32) < missing_rate
         mask[mask.all(axis=1), 0] = False  # never a fully-empty column
         amounts[mask] = np.nan
-    blocks.append(pd.DataFrame(amounts.T, columns=_names("amount", n), copy=False))
+    return pd.DataFrame(amounts.T, columns=_names("amount", n), copy=False)
 
-    # Frequencies in [0, 1].
-    n = layout.freq
+
+def _frequencies(r_params: np.random.Generator, z: np.ndarray) -> pd.DataFrame:
+    """Frequencies in [0, 1]: a sigmoid of the latent."""
+    n = len(z)
     slope = r_params.uniform(1.2, 2.0, n).astype(np.float32)[:, None]
     shift = r_params.normal(-0.3, 0.7, n).astype(np.float32)[:, None]
-    freqs = _sigmoid(freq_z * slope + shift).astype(np.float32, copy=False)
-    blocks.append(pd.DataFrame(freqs.T, columns=_names("freq", n), copy=False))
+    freqs = _sigmoid(z * slope + shift).astype(np.float32, copy=False)
+    return pd.DataFrame(freqs.T, columns=_names("freq", n), copy=False)
 
-    # Counts: Poisson with a log-rate that follows the latent.
-    n = layout.count
+
+def _counts(r_params: np.random.Generator, r_draws: np.random.Generator, z: np.ndarray) -> pd.DataFrame:
+    """Counts: Poisson with a log-rate that follows the latent."""
+    n = len(z)
     log_rate = r_params.uniform(np.log(1.0), np.log(30.0), n).astype(np.float32)[:, None]
-    rate = np.exp(count_z * np.float32(0.7) + log_rate)
+    rate = np.exp(z * np.float32(0.7) + log_rate)
     counts = r_draws.poisson(rate).astype(np.int32)
-    blocks.append(pd.DataFrame(counts.T, columns=_names("count", n), copy=False))
+    return pd.DataFrame(counts.T, columns=_names("count", n), copy=False)
 
+
+def _flag_channel_date(
+    layout: _Layout,
+    labels: np.ndarray,
+    segments: int,
+    flag_z: np.ndarray,
+    r_params: np.random.Generator,
+    r_draws: np.random.Generator,
+    r_channel: np.random.Generator,
+    r_date: np.random.Generator,
+) -> dict[str, pd.Series | np.ndarray]:
+    """The boolean flag (from the latent), the channel and the last-active date (segment-specific)."""
+    rows = len(labels)
     extra: dict[str, pd.Series | np.ndarray] = {}
     if layout.flag:
         flag_shift = np.float32(r_params.normal(0.0, 0.5))
@@ -297,19 +344,14 @@ def make_customers(
         days = r_date.standard_gamma(shape, rows, dtype=np.float32) * (mean_days / shape)[labels]
         days = np.minimum(np.floor(days) + 1, _MAX_DAYS).astype("timedelta64[D]")  # 1 .. _MAX_DAYS
         extra["last_active_00"] = (REFERENCE_DATE - days).astype("datetime64[ns]")
-    if extra:
-        blocks.append(pd.DataFrame(extra))
+    return extra
 
-    # Pure noise: same distribution for every segment.
-    n = layout.noise
+
+def _noise(r_params: np.random.Generator, r_draws: np.random.Generator, n: int, rows: int) -> pd.DataFrame:
+    """Pure noise: the same Gaussian distribution in every segment."""
     loc = r_params.normal(0.0, 10.0, n).astype(np.float32)
     scale = r_params.uniform(0.5, 5.0, n).astype(np.float32)
     noise = r_draws.standard_normal((n, rows), dtype=np.float32)
     noise *= scale[:, None]
     noise += loc[:, None]
-    blocks.append(pd.DataFrame(noise.T, columns=_names("noise", n), copy=False))
-
-    ids = pd.Series(_id_strings(rows), dtype="str", name=id_column)
-    table = pd.concat([ids.to_frame(), *blocks], axis=1)
-    truth = pd.DataFrame({id_column: ids, SEGMENT_COLUMN: labels})
-    return table, truth
+    return pd.DataFrame(noise.T, columns=_names("noise", n), copy=False)

@@ -171,6 +171,7 @@ def build_blocks(ctx: ReportContext, run_dir: Path) -> list[Block]:
     metrics = ctx.manifest.get("metrics", {})
     data = ctx.manifest.get("data", {})
     config = ctx.manifest.get("config", {})
+    stability = metrics.get("stability") or {}
     plots = {name: Path(path) for name, path in ctx.plots.items()}
 
     def image(name: str, alt: str) -> list[Block]:
@@ -189,7 +190,32 @@ def build_blocks(ctx: ReportContext, run_dir: Path) -> list[Block]:
         Heading(2, "Warnings"),
         Warnings(report_warnings(ctx.segments, float(metrics.get("noise_fraction", 0.0)), ctx.thresholds)),
         Heading(2, "Run summary"),
+        Table(["", "value"], _summary_rows(ctx, metrics, data, config)),
+        Heading(2, "Segments at a glance"),
+        _glance_table(ctx, stability),
     ]
+    blocks += image("sizes", "Segment sizes")
+    blocks += image("segments_2d", "Customers in two dimensions, coloured by segment")
+    blocks += image("profile_heatmap", "Standardized difference of every feature per segment")
+    blocks += image("top_features", "Distributions of the most discriminating features per segment")
+    for seg in ctx.segments:
+        sid = int(seg["id"])
+        blocks += _segment_section(ctx, seg, stability)
+        blocks += image("segment_noise" if sid == NOISE else f"segment_{sid}", f"Profile of segment {sid}")
+    blocks += [Heading(2, "Stability"), _stability_para(stability), Heading(2, "How the model was chosen")]
+    blocks += image("k_selection", "Criterion for every number of segments tried")
+    blocks += image("loss_history", "Autoencoder loss per epoch")
+    blocks += [
+        Heading(2, "Configuration"),
+        Code(yaml.safe_dump(config, sort_keys=False).strip()),
+    ]
+    return blocks
+
+
+def _summary_rows(
+    ctx: ReportContext, metrics: dict[str, Any], data: dict[str, Any], config: dict[str, Any]
+) -> list[list[str]]:
+    """The run summary: data, model, metrics, stability, seed."""
     cluster, featurize = config.get("cluster", {}), config.get("featurize", {})
     k_sel = metrics.get("k_selection", {})
     stability = metrics.get("stability") or {}
@@ -219,67 +245,58 @@ def build_blocks(ctx: ReportContext, run_dir: Path) -> list[Block]:
     alignment = metrics.get("alignment")
     if alignment:
         summary.append(["IDs aligned to", f"{alignment.get('reference', '?')} ({alignment['method']})"])
-    blocks += [Table(["", "value"], summary), Heading(2, "Segments at a glance")]
-    blocks.append(
-        Table(
-            ["ID", "name", "customers", "share", "stability (Jaccard)", "distinguishing features"],
+    return summary
+
+
+def _glance_table(ctx: ReportContext, stability: dict[str, Any]) -> Table:
+    """One row per segment: name, size, share, stability, top features."""
+    return Table(
+        ["ID", "name", "customers", "share", "stability (Jaccard)", "distinguishing features"],
+        [
             [
-                [
-                    str(seg["id"]),
-                    seg["name"],
-                    _num(int(seg["size"])),
-                    f"{seg['share']:.1%}",
-                    _num((stability.get("jaccard_per_segment") or {}).get(str(seg["id"]))),
-                    ", ".join(f"{f} {v:+.2f}" for f, v in top_features(ctx.centroids.loc[seg["id"]], 3)),
-                ]
-                for seg in ctx.segments
-            ],
-        )
+                str(seg["id"]),
+                seg["name"],
+                _num(int(seg["size"])),
+                f"{seg['share']:.1%}",
+                _num((stability.get("jaccard_per_segment") or {}).get(str(seg["id"]))),
+                ", ".join(f"{f} {v:+.2f}" for f, v in top_features(ctx.centroids.loc[seg["id"]], 3)),
+            ]
+            for seg in ctx.segments
+        ],
     )
-    blocks += image("sizes", "Segment sizes")
-    blocks += image("segments_2d", "Customers in two dimensions, coloured by segment")
-    blocks += image("profile_heatmap", "Standardized difference of every feature per segment")
-    blocks += image("top_features", "Distributions of the most discriminating features per segment")
 
-    profile = ctx.profile.set_index("segment")
-    for seg in ctx.segments:
-        sid = int(seg["id"])
-        blocks.append(Heading(2, f"Segment {sid}: {seg['name']}" if sid != NOISE else "Noise"))
-        source = {"user": "named by you", "previous": "name kept from the previous model"}.get(
-            seg.get("name_source", "auto"), "name derived from its top features"
-        )
-        jaccard = (stability.get("jaccard_per_segment") or {}).get(str(sid))
-        blocks.append(
-            Para(
-                f"{int(seg['size']):,} customers ({seg['share']:.1%}); {source}"
-                + (f"; stability (Jaccard) {jaccard:.2f}." if jaccard is not None else ".")
-            )
-        )
-        if sid in profile.index:
-            blocks.append(Bullets(highlights(row(profile, sid), row(ctx.centroids, sid))))
-        blocks += image("segment_noise" if sid == NOISE else f"segment_{sid}", f"Profile of segment {sid}")
 
-    blocks.append(Heading(2, "Stability"))
-    if stability:
-        blocks.append(
-            Para(
-                f"{stability['resamples']} refits on {stability['fraction']:.0%} subsamples of "
-                f"{stability['sample_size']:,} customers. Adjusted Rand index between refits on the "
-                f"customers they share: mean {_num(stability.get('ari_pairwise_mean'))}, minimum "
-                f"{_num(stability.get('ari_pairwise_min'))} (1 = identical segmentations, 0 = chance). "
-                f"Lowest per-segment Jaccard: {_num(stability.get('jaccard_min'))}."
-            )
-        )
-    else:
-        blocks.append(Para("Not measured (evaluate.stability_resamples = 0)."))
-    blocks.append(Heading(2, "How the model was chosen"))
-    blocks += image("k_selection", "Criterion for every number of segments tried")
-    blocks += image("loss_history", "Autoencoder loss per epoch")
-    blocks += [
-        Heading(2, "Configuration"),
-        Code(yaml.safe_dump(config, sort_keys=False).strip()),
+def _segment_section(ctx: ReportContext, seg: dict[str, Any], stability: dict[str, Any]) -> list[Block]:
+    """A segment's heading, size and name source, and its highlights (its profile card follows)."""
+    sid = int(seg["id"])
+    source = {"user": "named by you", "previous": "name kept from the previous model"}.get(
+        seg.get("name_source", "auto"), "name derived from its top features"
+    )
+    jaccard = (stability.get("jaccard_per_segment") or {}).get(str(sid))
+    blocks: list[Block] = [
+        Heading(2, f"Segment {sid}: {seg['name']}" if sid != NOISE else "Noise"),
+        Para(
+            f"{int(seg['size']):,} customers ({seg['share']:.1%}); {source}"
+            + (f"; stability (Jaccard) {jaccard:.2f}." if jaccard is not None else ".")
+        ),
     ]
+    profile = ctx.profile.set_index("segment")
+    if sid in profile.index:
+        blocks.append(Bullets(highlights(row(profile, sid), row(ctx.centroids, sid))))
     return blocks
+
+
+def _stability_para(stability: dict[str, Any]) -> Para:
+    """What the bootstrap refits measured, or that they were not run."""
+    if not stability:
+        return Para("Not measured (evaluate.stability_resamples = 0).")
+    return Para(
+        f"{stability['resamples']} refits on {stability['fraction']:.0%} subsamples of "
+        f"{stability['sample_size']:,} customers. Adjusted Rand index between refits on the "
+        f"customers they share: mean {_num(stability.get('ari_pairwise_mean'))}, minimum "
+        f"{_num(stability.get('ari_pairwise_min'))} (1 = identical segmentations, 0 = chance). "
+        f"Lowest per-segment Jaccard: {_num(stability.get('jaccard_min'))}."
+    )
 
 
 # --------------------------------------------------------------------------------------- rendering

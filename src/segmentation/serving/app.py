@@ -83,7 +83,9 @@ def _warmup_frame(model: SegmentationModel) -> pd.DataFrame:
 def _valid_value(spec: ColumnSpec) -> Any:
     """A value that satisfies a non-nullable column's checks."""
     if spec.kind == "numeric":
-        return spec.min_value if spec.min_value is not None else min(0.0, spec.max_value or 0.0)
+        if spec.min_value is not None:
+            return spec.min_value + (1.0 if spec.min_exclusive else 0.0)
+        return min(0.0, spec.max_value or 0.0)
     if spec.kind == "boolean":
         return False
     if spec.kind == "datetime":

@@ -58,8 +58,8 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
     if spec.kind == "numeric":
         bounds = {}
         if spec.min_value is not None:
-            bounds["ge"] = spec.min_value
-            description += f", >= {spec.min_value:g}"
+            bounds["gt" if spec.min_exclusive else "ge"] = spec.min_value
+            description += f", {'>' if spec.min_exclusive else '>='} {spec.min_value:g}"
         if spec.max_value is not None:
             bounds["le"] = spec.max_value
             description += f", <= {spec.max_value:g}"
