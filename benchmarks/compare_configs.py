@@ -15,7 +15,7 @@ Usage::
     .venv/bin/python benchmarks/compare_configs.py --quick                     # smoke run
     .venv/bin/python benchmarks/compare_configs.py --ae-epochs 30
 
-Writes ``benchmarks/out/compare_configs.md`` (Markdown tables for the README) and ``.json``.
+Writes ``benchmarks/out/compare_configs.md`` (Markdown tables for docs/models.md) and ``.json``.
 """
 
 from __future__ import annotations

@@ -685,7 +685,7 @@ def render_text(results: list[dict[str, Any]], n_init: int) -> str:
 
 
 def render_md(results: list[dict[str, Any]], meta: dict[str, Any], n_init: int) -> str:
-    """All tables as Markdown, for the README."""
+    """All tables as Markdown, for docs/performance.md."""
     parts = [
         "## Pipeline benchmark: ours vs a naive scikit-learn baseline",
         "",

@@ -142,7 +142,9 @@ class KSearch(Strict):
         return self
 
 
-class _KClusterer(Strict):
+class KClustererConfig(Strict):
+    """What the clusterers that take a number of segments share: k (fixed or searched), the fit sample."""
+
     n_clusters: int | None = Field(None, ge=2, description="Fixed k; null searches k_min..k_max.")
     search: KSearch = KSearch()
     fit_sample: int = Field(
@@ -153,7 +155,7 @@ class _KClusterer(Strict):
     )
 
 
-class KMeansConfig(_KClusterer):
+class KMeansConfig(KClustererConfig):
     """Lloyd k-means (k-means++ init, several restarts)."""
 
     kind: Literal["kmeans"] = "kmeans"
@@ -161,7 +163,7 @@ class KMeansConfig(_KClusterer):
     max_iter: int = Field(300, ge=1)
 
 
-class MiniBatchKMeansConfig(_KClusterer):
+class MiniBatchKMeansConfig(KClustererConfig):
     """Mini-batch k-means for very large tables."""
 
     kind: Literal["minibatch_kmeans"] = "minibatch_kmeans"
@@ -169,7 +171,7 @@ class MiniBatchKMeansConfig(_KClusterer):
     batch_size: int = Field(4096, ge=16)
 
 
-class GMMConfig(_KClusterer):
+class GMMConfig(KClustererConfig):
     """Gaussian mixture; gives membership probabilities."""
 
     kind: Literal["gmm"] = "gmm"
@@ -190,7 +192,7 @@ class HDBSCANConfig(Strict):
     )
 
 
-class AgglomerativeConfig(_KClusterer):
+class AgglomerativeConfig(KClustererConfig):
     """Agglomerative clustering (quadratic: fitted on a sample); new customers join the nearest centroid."""
 
     kind: Literal["agglomerative"] = "agglomerative"

@@ -8,6 +8,11 @@ machine's own runs wrote; files are written to a temporary name and renamed into
 32 MB and more are kept as ``.npy`` files and come back memory-mapped: a 2,000,000 x 124 float32 matrix
 is never copied into a pickle, and a stage that reads a few rows of it touches only those pages.
 
+Why not ``joblib.dump``/``joblib.load(mmap_mode="r")``: joblib maps arrays inside its own file, so a stage
+output that holds the preprocessed matrix (already a ``.npy`` file in this store, written by the preprocess
+stage) would be copied into the pickle once per stage; here it is referenced by name, and every stage
+maps the one file.
+
 Two processes may compute the same stage at once (parallel sweep trials share every stage before the
 one their parameters change). Each save names its array files uniquely, so a pickle always comes back
 with the arrays written beside it, never with another process's, and no file is rewritten in place

@@ -138,7 +138,8 @@ def _refine_on_all_rows(model: Clusterer, config: Any, z: np.ndarray, seed: int)
     config = config.model_copy(update={"n_clusters": model.n_clusters_})
     refined: Clusterer
     if isinstance(model, KMeansClusterer | MiniBatchKMeansClusterer):
-        max_iter = getattr(config, "max_iter", 300)
+        # Mini-batch k-means has no max_iter of its own: the refinement allows k-means' default.
+        max_iter = config.max_iter if isinstance(config, KMeansConfig) else KMeansConfig().max_iter
         centers, raw_labels, iterations = lloyd_refine(z, model.cluster_centers_, max_iter=max_iter)
         refined = type(model)(config, seed=seed)
         refined._finish(z, centers, raw_labels)

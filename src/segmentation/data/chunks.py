@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from segmentation.data.io import _open_binary, _sniff_delimiter, is_url, table_format
+from segmentation.data.io import is_url, open_binary, sniff_delimiter, table_format
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -43,7 +43,7 @@ def sample_positions(n_rows: int, size: int, seed: int) -> np.ndarray:
 
 
 def _parquet_file(path: str | Path) -> pq.ParquetFile:
-    source: Any = _open_binary(path) if is_url(path) else str(path)
+    source: Any = open_binary(path) if is_url(path) else str(path)
     return pq.ParquetFile(source)
 
 
@@ -71,7 +71,7 @@ def table_info(path: str | Path) -> TableInfo:
         meta = _parquet_file(path).metadata
         groups = np.diff(_row_group_starts(meta)).tolist()
         return TableInfo(str(path), fmt, list(meta.schema.to_arrow_schema().names), meta.num_rows, groups)
-    head = pd.read_csv(path, nrows=0, sep=_sniff_delimiter(path))
+    head = pd.read_csv(path, nrows=0, sep=sniff_delimiter(path))
     return TableInfo(str(path), fmt, [str(c) for c in head.columns], None, [])
 
 
@@ -111,7 +111,7 @@ def iter_chunks(
     if row_groups is not None:
         raise ValueError("row_groups applies to Parquet files only")
     reader = pd.read_csv(
-        path, sep=_sniff_delimiter(path), chunksize=chunk_rows, usecols=list(columns) if columns else None
+        path, sep=sniff_delimiter(path), chunksize=chunk_rows, usecols=list(columns) if columns else None
     )
     with reader:
         for frame in reader:
@@ -166,7 +166,7 @@ def read_columns(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
         return (
             _parquet_file(path).read(columns=list(columns)).to_pandas(split_blocks=True, self_destruct=True)
         )
-    return pd.read_csv(path, sep=_sniff_delimiter(path), usecols=list(columns))
+    return pd.read_csv(path, sep=sniff_delimiter(path), usecols=list(columns))
 
 
 def take_rows(path: str | Path, rows: np.ndarray, *, columns: Sequence[str] | None = None) -> pd.DataFrame:

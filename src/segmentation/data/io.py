@@ -37,7 +37,7 @@ def is_url(path: str | Path) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
-def _open_binary(path: str | Path) -> Any:
+def open_binary(path: str | Path) -> Any:
     """A binary file object for a local path or an fsspec URL (``s3://`` needs ``s3fs``)."""
     if is_url(path):
         import fsspec
@@ -52,7 +52,7 @@ def file_digest(path: str | Path) -> str:
     Works for local paths and fsspec URLs alike, so an ``s3://`` table gets the same content hash as
     the same bytes on disk.
     """
-    with _open_binary(path) as fh:
+    with open_binary(path) as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
@@ -143,9 +143,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _sniff_delimiter(path: str | Path) -> str:
+def sniff_delimiter(path: str | Path) -> str:
     """The delimiter of a delimited text file (comma, semicolon, tab or pipe), from its first 64 KiB."""
-    with _open_binary(path) as fh:
+    with open_binary(path) as fh:
         head = fh.read(65536).decode("utf-8", errors="replace")
     try:
         return csv.Sniffer().sniff(head.split("\n", 1)[0], delimiters=",;\t|").delimiter
@@ -155,7 +155,7 @@ def _sniff_delimiter(path: str | Path) -> str:
 
 def _read_csv(path: str | Path) -> pd.DataFrame:
     # Semicolon-separated CSV (common where the decimal mark is a comma) and TSV are read as well.
-    sep = _sniff_delimiter(path)
+    sep = sniff_delimiter(path)
     try:
         return pd.read_csv(path, engine="pyarrow", sep=sep)
     except UnicodeDecodeError:

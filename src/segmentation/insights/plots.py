@@ -27,6 +27,7 @@ with requires_extra("train", "plots (training and drift reports, matplotlib)"):
     from matplotlib.figure import Figure
 
 from segmentation.clustering import NOISE
+from segmentation.data.chunks import sample_positions
 from segmentation.data.io import atomic_path
 from segmentation.features.pca import PCAFeaturizer
 from segmentation.insights.profiles import row
@@ -219,9 +220,7 @@ def make_plots(
     rows = np.arange(len(labels))
     if len(rows) > limit:
         rows = np.sort(rng.choice(len(labels), limit, replace=False))
-    box_rows = np.arange(len(labels))
-    if len(box_rows) > max_points:
-        box_rows = np.sort(np.random.default_rng(seed).choice(len(labels), max_points, replace=False))
+    box_rows = sample_positions(len(labels), max_points, seed)
     sample_raw = (raw.iloc[box_rows] if isinstance(raw, pd.DataFrame) else raw(box_rows)).reset_index(
         drop=True
     )

@@ -18,7 +18,7 @@ import pandas as pd
 from segmentation.bundle import SegmentationModel, bundle_digest
 from segmentation.contract.validator import ChunkValidator
 from segmentation.data.chunks import DEFAULT_CHUNK_ROWS, table_info
-from segmentation.data.io import _sniff_delimiter, file_digest, table_format
+from segmentation.data.io import file_digest, sniff_delimiter, table_format
 
 SCORING_FORMAT = 1
 """Bumped when the output layout changes, so parts of an older layout are never resumed."""
@@ -96,7 +96,7 @@ def _plan_key(bundle: str, data_hash: str, chunk_rows: int, model_version: str, 
 
 def _csv_rows(path: str) -> int:
     rows = 0
-    for frame in pd.read_csv(path, sep=_sniff_delimiter(path), usecols=[0], chunksize=1_000_000):
+    for frame in pd.read_csv(path, sep=sniff_delimiter(path), usecols=[0], chunksize=1_000_000):
         rows += len(frame)
     return rows
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from segmentation.contract.checks import ColumnData
-from segmentation.data.io import _sniff_delimiter
+from segmentation.data.io import sniff_delimiter
 from segmentation.scoring.plan import Chunk, ScoringPlan
 
 
@@ -49,7 +49,7 @@ def read_chunk(plan: ScoringPlan, chunk: Chunk) -> ChunkData:
     else:
         frame = pd.read_csv(
             plan.data,
-            sep=_sniff_delimiter(plan.data),
+            sep=sniff_delimiter(plan.data),
             usecols=list(plan.columns),
             skiprows=range(1, chunk.start + 1),
             nrows=chunk.n_rows,

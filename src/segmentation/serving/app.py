@@ -323,7 +323,8 @@ class ServeSettings:
     port: int = 8000
     workers: int = 1
     # No batching by default: LitServe's batch collector polls every millisecond while idle, which on two
-    # cores costs single-request latency (benchmarks/serving.py, README); turn it on for throughput.
+    # cores costs single-request latency (benchmarks/serving.py, docs/performance.md); turn it on for
+    # throughput.
     max_batch_size: int = 1
     batch_timeout: float = 0.0
     timeout: float = 30.0
@@ -375,7 +376,7 @@ def build_server(source: ModelSource, settings: ServeSettings, ready_dir: str) -
         timeout=settings.timeout,
         info_path="/litserve-info",
         # ZeroMQ between the HTTP process and the workers instead of multiprocessing manager queues:
-        # measured in benchmarks/serving.py (README) for large requests.
+        # measured in benchmarks/serving.py (docs/performance.md) for large requests.
         fast_queue=settings.fast_queue,
         middlewares=[
             (Gatekeeper, {"api_key": settings.api_key, "max_body": int(settings.max_body_mb * 2**20)})

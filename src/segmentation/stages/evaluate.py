@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from segmentation.clustering import ClusterResult, HDBSCANClusterer
-from segmentation.config import SegmentConfig
+from segmentation.config import KClustererConfig, SegmentConfig
 from segmentation.evaluation import bootstrap_stability, evaluate_segments
 from segmentation.features import Featurizer
 
@@ -28,7 +28,10 @@ def evaluate(
     metrics["k_selection"] = {
         "criterion": result.criterion,
         "space": "preprocessed",
-        "fit_sample": min(getattr(config.cluster, "fit_sample", x.shape[0]), x.shape[0]),
+        "fit_sample": min(
+            config.cluster.fit_sample if isinstance(config.cluster, KClustererConfig) else x.shape[0],
+            x.shape[0],
+        ),
         "scores": {str(k): v for k, v in result.k_scores.items()},
         "chosen_k": result.model.n_clusters_,
     }

@@ -154,9 +154,7 @@ def align_segments(
         A result whose model, labels and ``alignment`` record reflect the new IDs.
     """
     labels = result.labels
-    rows = np.arange(len(labels))
-    if len(rows) > sample:
-        rows = np.sort(np.random.default_rng(seed).choice(len(labels), sample, replace=False))
+    rows = sample_positions(len(labels), sample, seed)
     n_clusters = result.model.n_clusters_
     alignment: Alignment
     try:
