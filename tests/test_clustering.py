@@ -29,6 +29,7 @@ from segmentation.clustering import (
 )
 from segmentation.clustering.base import _size_order
 from segmentation.clustering.centroid import _centroid_details
+from segmentation.clustering.search import choose_k
 from segmentation.config import (
     AgglomerativeConfig,
     DBSCANConfig,
@@ -234,6 +235,12 @@ def test_k_search_picks_four_and_returns_the_winner(kind: str, train: tuple[np.n
     best_k = max(result.k_scores, key=lambda k: result.k_scores[k])
     assert best_k == 4
     assert result.score == result.k_scores[4]
+    # Four separated blobs: refits of k = 4 on subsamples agree exactly; it is stable and chosen.
+    assert sorted(result.k_stability) == [2, 3, 4, 5, 6]
+    assert result.k_stability[4] == pytest.approx(1.0)
+    assert 4 in result.selection["stable_k"]
+    assert result.selection["no_stable_k"] is False
+    assert result.criterion == "silhouette among stable k"
     # The labels and score belong to the returned model, not to the last one fitted (k=6).
     assert result.labels is result.model.labels_ or np.array_equal(result.labels, result.model.labels_)
     assert len(np.unique(result.labels)) == 4
@@ -284,7 +291,71 @@ def test_k_search_deterministic(train: tuple[np.ndarray, np.ndarray]) -> None:
     # sums in arrival order, so centroids may differ in the last bits; but on these separated blobs every
     # row's margin is above 0.3 for k = 3 and 4, so no label (nor a silhouette of the labels) can move.
     assert a.k_scores == b.k_scores
+    assert a.k_stability == b.k_stability
     assert np.array_equal(a.labels, b.labels)
+
+
+# ------------------------------------------------------------------------------- k rule: stability
+SEARCH = KSearch(k_min=2, k_max=6, stability_threshold=0.8)
+
+
+def test_choose_k_takes_the_best_silhouette_among_stable_k() -> None:
+    silhouettes = {2: 0.30, 3: 0.45, 4: 0.40, 5: 0.41, 6: 0.20}
+    stability = {2: 0.95, 3: 0.79, 4: 0.80, 5: 0.90, 6: 0.99}
+    k, selection = choose_k(silhouettes, stability, SEARCH)
+    assert k == 5  # k = 3 has the best silhouette but is not stable; 0.80 is exactly the threshold: eligible
+    assert selection["stable_k"] == [2, 4, 5, 6]
+    assert selection["no_stable_k"] is False
+    assert selection["stability_threshold"] == 0.8
+    assert (selection["k_min"], selection["k_max"]) == (2, 6)
+    assert "at least 0.8" in selection["rule"]
+    # Ties go to the smaller k.
+    assert choose_k({3: 0.4, 4: 0.4}, {3: 0.9, 4: 0.9}, SEARCH)[0] == 3
+
+
+def test_choose_k_falls_back_to_the_most_stable_k() -> None:
+    k, selection = choose_k({2: 0.1, 3: 0.3, 4: 0.2}, {2: 0.5, 3: 0.6, 4: 0.7}, SEARCH)
+    assert k == 4
+    assert selection["no_stable_k"] is True
+    assert selection["stable_k"] == []
+    # Equal stability: the better silhouette.
+    assert choose_k({2: 0.1, 3: 0.3}, {2: 0.5, 3: 0.5}, SEARCH)[0] == 3
+
+
+def test_choose_k_without_stability_uses_the_silhouette_and_skips_unscored_k() -> None:
+    k, selection = choose_k({2: None, 3: 0.2, 4: 0.3}, {}, SEARCH)
+    assert k == 4
+    assert selection["criterion"] == "silhouette"
+    assert "stable_k" not in selection
+    # A k with no silhouette (fewer than two clusters) is never chosen, however stable.
+    assert choose_k({2: None, 3: 0.2}, {2: 1.0, 3: 0.5}, SEARCH)[0] == 3
+    with pytest.raises(ValueError, match=r"no k in 2\.\.6"):
+        choose_k({2: None}, {2: 1.0}, SEARCH)
+
+
+def test_structureless_data_has_no_stable_k_and_the_most_stable_is_chosen() -> None:
+    z = np.random.default_rng(0).normal(size=(600, 6))
+    cfg = KMeansConfig(n_clusters=None, search=KSearch(k_min=2, k_max=5), n_init=1)
+    result = fit_clusterer(z, z, cfg, seed=0, silhouette_sample=600)
+    assert result.selection["no_stable_k"] is True
+    stability = {k: v for k, v in result.k_stability.items() if v is not None}
+    assert max(stability.values()) < 0.8
+    assert result.model.n_clusters_ == max(stability, key=lambda k: stability[k])
+
+
+def test_per_k_stability_is_bounded_and_can_be_switched_off(train: tuple[np.ndarray, np.ndarray]) -> None:
+    z, _ = train
+    capped = KSearch(k_min=3, k_max=4, stability_rows=300, stability_resamples=3)
+    result = fit_clusterer(z, z, KMeansConfig(search=capped, n_init=1), seed=0, silhouette_sample=500)
+    assert result.selection["stability_rows"] == 300  # of the 1,500 search rows
+    assert result.selection["stability_resamples"] == 3
+    off = KMeansConfig(search=KSearch(k_min=3, k_max=4, stability_resamples=0), n_init=1)
+    result = fit_clusterer(z, z, off, seed=0, silhouette_sample=500)
+    assert result.k_stability == {}
+    assert result.criterion == "silhouette"
+    assert result.model.n_clusters_ == 4
+    with pytest.raises(ValueError, match="stability_resamples must be 0"):
+        KSearch(stability_resamples=1)
 
 
 # ------------------------------------------------------------------------------------ sampled fits

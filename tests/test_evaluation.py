@@ -8,7 +8,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from segmentation.clustering import NOISE
-from segmentation.evaluation import evaluate_segments
+from segmentation.evaluation import between_ss_share, evaluate_segments
 
 KEYS = {
     "n_rows",
@@ -24,6 +24,7 @@ KEYS = {
     "silhouette",
     "davies_bouldin",
     "calinski_harabasz",
+    "between_ss_share",
 }
 
 
@@ -142,3 +143,34 @@ def test_davies_bouldin_and_calinski_use_a_seeded_sample_on_large_tables(
     # Well-separated blobs: a 1,000-row sample estimates both indices closely; sizes still count all rows.
     assert abs(sampled["davies_bouldin"] - full["davies_bouldin"]) < 0.1 * full["davies_bouldin"]
     assert sampled["segment_sizes"] == full["segment_sizes"]
+
+
+def test_between_ss_share_groups_one_hot_columns_and_leaves_noise_out() -> None:
+    # Segments differ on "a" only by 1 unit and on the one-hot "c=x"/"c=y" pair by 2 units each; "b" is flat.
+    labels = np.array([0, 0, 1, 1, NOISE])
+    x = np.array(
+        [
+            [0.0, 5.0, 1.0, 0.0],
+            [0.0, 5.0, 1.0, 0.0],
+            [1.0, 5.0, -1.0, 2.0],
+            [1.0, 5.0, -1.0, 2.0],
+            [99.0, 99.0, 99.0, 99.0],  # noise: would dominate every column if it counted
+        ]
+    )
+    shares = between_ss_share(x, labels, ["a", "b", "c=x", "c=y"])
+    # Between-segment sums of squares: a 4 * 0.5^2 = 1, c=x 4 * 1^2 = 4, c=y 4 * 1^2 = 4, b 0.
+    assert shares == pytest.approx({"c": 8 / 9, "a": 1 / 9, "b": 0.0})
+    assert list(shares) == ["c", "a", "b"]  # largest first
+    assert between_ss_share(x, labels) == pytest.approx(
+        {"column 2": 4 / 9, "column 3": 4 / 9, "column 0": 1 / 9, "column 1": 0.0}
+    )
+    assert between_ss_share(x, np.zeros(5, dtype=np.int64)) == {}  # one segment: nothing between
+    with pytest.raises(ValueError, match="3 feature names for 4 columns"):
+        between_ss_share(x, labels, ["a", "b", "c"])
+
+
+def test_between_ss_share_in_metrics(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = blobs  # blob centres (0, 0), (6, 0), (0, 6): both columns separate them
+    shares = evaluate_segments(x, y, feature_names=["spend", "visits"])["between_ss_share"]
+    assert set(shares) == {"spend", "visits"}
+    assert sum(shares.values()) == pytest.approx(1.0)

@@ -200,14 +200,148 @@ def _plain_pre(schema: TableSchema, float32: bool = False) -> Preprocessor:
     return Preprocessor(schema, _cfg(), float32=float32)
 
 
-def test_feature_names_and_onehot_unseen_level_is_all_zero() -> None:
-    pre = _plain_pre(_mixed_schema()).fit(_mixed_frame())
+def test_feature_names_and_unseen_or_missing_level_is_no_level() -> None:
+    frame = _mixed_frame()
+    pre = _plain_pre(_mixed_schema()).fit(frame)
     assert pre.feature_names_out_ == ["amount", "flag", "last", "channel=web", "channel=store", "channel=app"]
     new = _mixed_frame(4)
     new["channel"] = pd.Series(["store", "partner", None, "app"], dtype="str")
-    out = pre.transform(new)
-    block = out[:, 3:]
-    assert block.tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1]]
+    block = pre.transform(new)[:, 3:]
+    p = frame["channel"].value_counts(normalize=True)[["web", "store", "app"]].to_numpy()
+    factor = 1 / np.sqrt(np.sum(p * (1 - p)))
+    none = -p * factor  # the all-zero indicator, centred and scaled
+    np.testing.assert_allclose(block[1], none)
+    np.testing.assert_allclose(block[2], none)
+    np.testing.assert_allclose(block[0], none + np.array([0, 1, 0]) * factor)
+    np.testing.assert_allclose(block[3], none + np.array([0, 0, 1]) * factor)
+
+
+# ---------------------------------------------------------------------------------------- weighting
+def _variance_by_column(pre: Preprocessor, out: np.ndarray) -> dict[str, float]:
+    """Total variance of each input column's output columns (a categorical's block together)."""
+    total: dict[str, float] = {}
+    for j, name in enumerate(pre.feature_names_out_):
+        column = name.split("=")[0]
+        total[column] = total.get(column, 0.0) + float(out[:, j].var())
+    return total
+
+
+def _kinds_frame(n: int = 3000, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "amount": np.exp(rng.normal(3, 1, n)),
+            "flag": rng.random(n) < 0.2,
+            "many": pd.Series(rng.choice([f"L{i}" for i in range(40)], n), dtype="str"),
+            "few": pd.Series(rng.choice(["a", "b", "c"], n, p=[0.7, 0.2, 0.1]), dtype="str"),
+            "pair": pd.Series(rng.choice(["yes", "no", None], n, p=[0.3, 0.6, 0.1]), dtype="str"),
+            "band": pd.Series(rng.choice(["low", "mid", "high"], n), dtype="str"),
+        }
+    )
+
+
+def _kinds_schema(**weights: float) -> TableSchema:
+    frame = _kinds_frame()
+
+    def levels(name: str, keep: int = 20) -> tuple[str, ...]:
+        return tuple(frame[name].value_counts().index[:keep])
+
+    specs = [
+        ColumnSpec(name="amount", kind="numeric", min_value=0.0),
+        ColumnSpec(name="flag", kind="boolean"),
+        ColumnSpec(name="many", kind="categorical", categories=levels("many")),
+        ColumnSpec(name="few", kind="categorical", categories=levels("few")),
+        ColumnSpec(name="pair", kind="categorical", categories=levels("pair")),
+        ColumnSpec(name="band", kind="ordinal", categories=("low", "mid", "high")),
+    ]
+    specs = [s.model_copy(update={"weight": weights.get(s.name, 1.0)}) for s in specs]
+    return TableSchema(kind="inferred", id_column=None, columns=tuple(specs))
+
+
+def test_every_column_weighs_one_unit_of_variance_whatever_its_kind() -> None:
+    """Numbers, a flag, a 40-level categorical (20 kept), a 3-level one, a 2-level one, an ordinal: 1 each."""
+    frame = _kinds_frame()
+    pre = Preprocessor(_kinds_schema(), PreprocessConfig(), float32=False).fit(frame)
+    assert [n for n in pre.feature_names_out_ if n.startswith("pair")] == ["pair=no"]  # one column, not two
+    assert len([n for n in pre.feature_names_out_ if n.startswith("many=")]) == 20
+    out = pre.transform(frame)
+    for column, variance in _variance_by_column(pre, out).items():
+        assert variance == pytest.approx(1.0, abs=1e-9), column
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-9)  # centred, categorical blocks included
+
+
+def test_weight_multiplies_a_columns_variance() -> None:
+    frame = _kinds_frame()
+    pre = Preprocessor(
+        _kinds_schema(amount=2.0, many=0.5, pair=3.0, flag=0.0), PreprocessConfig(), float32=False
+    ).fit(frame)
+    variance = _variance_by_column(pre, pre.transform(frame))
+    assert variance["amount"] == pytest.approx(2.0)  # counts like two copies of the column
+    assert variance["many"] == pytest.approx(0.5)
+    assert variance["pair"] == pytest.approx(3.0)
+    assert variance["flag"] == 0.0  # weight 0: out of the segments
+    assert variance["few"] == pytest.approx(1.0)
+
+
+def test_two_levels_are_one_column_with_missing_in_between() -> None:
+    frame = _kinds_frame()
+    pre = Preprocessor(_kinds_schema(), PreprocessConfig(), float32=False).fit(frame)
+    new = frame.head(4).copy()
+    new["pair"] = pd.Series(["no", "yes", None, "maybe"], dtype="str")
+    column = _col(pre, pre.transform(new), "pair=no")
+    assert column[0] > column[2] > column[1]
+    assert column[2] == column[3]  # missing and unseen: between the two levels
+
+
+def test_ordinal_is_its_rank_standardized_neither_clipped_nor_unskewed() -> None:
+    frame = _kinds_frame()
+    frame.loc[:2, "band"] = "high"
+    frame.loc[3:, "band"] = "low"  # "high" in 0.1 % of rows: a quantile clip would fold it into "low"
+    pre = Preprocessor(_kinds_schema(), PreprocessConfig(), float32=False).fit(frame)
+    j = pre.dense_columns.index("band")
+    assert not pre.skewed_[j]
+    new = frame.head(4).copy()
+    new["band"] = pd.Series(["low", "mid", "high", None], dtype="str")
+    ranks = _col(pre, pre.transform(new), "band") * pre.scale_[j] + pre.center_[j]
+    np.testing.assert_allclose(ranks, [0.0, 1.0, 2.0, 0.0])  # missing: the median rank
+    assert pre.raw_values(pd.Series(["mid", "nope", None]), "band")[0] == 1.0
+    assert np.isnan(pre.raw_values(pd.Series(["mid", "nope", None]), "band")[1:]).all()
+
+
+def test_integer_codes_read_as_floats_are_the_same_levels() -> None:
+    schema = TableSchema(
+        kind="inferred",
+        id_column=None,
+        columns=(ColumnSpec(name="store", kind="categorical", categories=("12", "7", "30")),),
+    )
+    frame = pd.DataFrame({"store": np.array([12, 7, 30, 12] * 300)})
+    pre = Preprocessor(schema, _cfg(), float32=False).fit(frame)
+    as_ints = pre.transform(pd.DataFrame({"store": [12, 7, 99]}))
+    as_floats = pre.transform(pd.DataFrame({"store": [12.0, 7.0, np.nan]}))
+    np.testing.assert_array_equal(as_ints[:2], as_floats[:2])
+    np.testing.assert_array_equal(as_ints[2], as_floats[2])  # unseen and missing: no level
+
+
+def test_state_saved_before_weighting_loads_with_plain_one_hot() -> None:
+    """A bundle's preprocess state without ``level_shares`` (saved before weighting) keeps 0/1 columns."""
+    frame = _mixed_frame()
+    pre = _plain_pre(_mixed_schema()).fit(frame)
+    meta, arrays = pre.get_state()
+    legacy = {k: v for k, v in arrays.items() if k != "level_shares"}
+    old = Preprocessor.from_state(_mixed_schema(), meta, legacy)
+    new = _mixed_frame(4)
+    new["channel"] = pd.Series(["store", "partner", None, "app"], dtype="str")
+    assert old.transform(new)[:, 3:].tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1]]
+    two = TableSchema(
+        kind="inferred",
+        id_column=None,
+        columns=(ColumnSpec(name="pair", kind="categorical", categories=("yes", "no")),),
+    )
+    pairs = pd.DataFrame({"pair": ["yes", "no"] * 600})
+    meta, arrays = _plain_pre(two).fit(pairs).get_state()
+    meta["feature_names_out"] = ["pair=yes", "pair=no"]  # what an old bundle lists: two columns
+    old = Preprocessor.from_state(two, meta, {k: v for k, v in arrays.items() if k != "level_shares"})
+    assert old.transform(pairs.head(2)).tolist() == [[1, 0], [0, 1]]
 
 
 def test_date_column_is_days_before_reference_date() -> None:

@@ -25,14 +25,14 @@ _STAGE_CODE = {
     "preprocess": ("segmentation.preprocess", "segmentation.stages.fit"),
     "featurize": ("segmentation.features",),
     "cluster": ("segmentation.clustering", "segmentation.alignment"),
-    "evaluate": ("segmentation.evaluation", "segmentation.stages.evaluate"),
+    "evaluate": ("segmentation.evaluation", "segmentation.stages.evaluate", "segmentation.verdict"),
 }
 _STAGE_SECTIONS = {
     "load": ("data",),
     "preprocess": ("preprocess",),
     "featurize": ("featurize",),
     "cluster": ("cluster",),
-    "evaluate": ("evaluate",),
+    "evaluate": ("evaluate", "verdict"),
 }
 EXPIRY = timedelta(days=30)
 """How long a cached stage output is kept."""
@@ -64,6 +64,10 @@ def stage_keys(data_hash: str, config: SegmentConfig, align_digest: str | None =
             digest.update(config.section_json(section).encode())
         if stage == "load":  # the load stage keeps the preprocessing sample of the validated rows
             digest.update(f"sample={config.preprocess.fit_sample}".encode())
+        if stage == "evaluate":  # the verdict's segment-share and noise warnings read these thresholds
+            shares = config.insights
+            digest.update(f"shares={shares.small_segment_share},{shares.large_segment_share}".encode())
+            digest.update(f"noise={shares.noise_share}".encode())
         digest.update(code_fingerprint(*_STAGE_CODE[stage]).encode())
         if stage == "cluster" and align_digest:
             digest.update(f"align={align_digest}".encode())

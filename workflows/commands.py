@@ -13,7 +13,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -97,9 +97,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "stages: " + ", ".join(f"{stage}={state}" for stage, state in result["stages"].items()),
         f"results in {result['out_dir']}:",
         *(f"  {name:<13} {path}" for name, path in result["paths"].items()),
+        *_verdict_lines(metrics),
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK
+
+
+def _verdict_lines(metrics: dict[str, Any]) -> list[str]:
+    """The run's verdict and its warnings (from ``metrics.json``): the last lines ``segment train`` prints."""
+    from segmentation.verdict import CRITICAL, MEANING
+
+    verdict = str(metrics.get("verdict", "n/a"))
+    warnings = metrics.get("warnings") or []
+    return [
+        f"verdict: {verdict}: {MEANING.get(verdict, 'not judged')}",
+        *(
+            f"  {'CRITICAL' if w.get('severity') == CRITICAL else 'warning'} [{w['code']}] {w['message']}"
+            for w in warnings
+        ),
+    ]
 
 
 def _fmt(value: float | None) -> str:

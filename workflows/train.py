@@ -132,9 +132,10 @@ def evaluate(
     settings: Settings,
 ) -> dict[str, Any]:
     """Metrics in the common (preprocessed) space (small: persisted by Prefect itself)."""
-    (_, x), (featurizer, z) = preprocessed.load(), features.load()
+    (pre, x), (featurizer, z) = preprocessed.load(), features.load()
     with measure("evaluate", rows=len(x), log=get_run_logger()):
-        return evaluate_run(x, z, clustered.load(), featurizer, config=config)
+        names = pre.feature_names_out_
+        return evaluate_run(x, z, clustered.load(), featurizer, config=config, feature_names=names)
 
 
 @task(name="write-outputs", **IO_RETRIES)

@@ -8,7 +8,8 @@ Layout::
       preprocess.json   preprocess.npz     fitted preprocessing
       featurizer.json   featurizer.npz     fitted featurizer (PCA components or autoencoder weights)
       clusterer.json    clusterer.npz      fitted clusterer (+ clusterer.joblib for HDBSCAN only)
-      segments.json     segment ids, sizes, shares, centroids in the preprocessed space
+      segments.json     segment ids, names, sizes, shares, centroids in the preprocessed space, and what
+                        distinguishes each segment (effect sizes, distinguishing features, a description)
       reference.json    training distributions for drift monitoring (optional: older bundles lack it)
 
 Bundles are written to a temporary directory and renamed into place. Loading verifies every file's
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +36,7 @@ from segmentation.contract.schema import TableSchema
 from segmentation.data.io import replace_dir, staging_dir
 from segmentation.errors import BundleError, DataValidationError, MissingExtraError
 from segmentation.features import Featurizer, featurizer_from_state
+from segmentation.insights.naming import Feature, features_of
 from segmentation.preprocess import Preprocessor
 
 BUNDLE_FORMAT = 1
@@ -88,6 +91,39 @@ class SegmentationModel:
             columns=self.segments["feature_names"],
         )
 
+    @property
+    def effects(self) -> pd.DataFrame | None:
+        """Effect size of every feature per segment: Cohen's d, or h for ``column=level`` (rows: segment IDs).
+
+        See :func:`segmentation.insights.profiles.segment_effects`; None for bundles that predate it.
+        """
+        rows = self.segments["segments"]
+        if "effect_names" not in self.segments or any("effects" not in seg for seg in rows):
+            return None
+        return pd.DataFrame(
+            [seg["effects"] for seg in rows],
+            index=pd.Index([int(seg["id"]) for seg in rows], name="segment"),
+            columns=self.segments["effect_names"],
+        )
+
+    @property
+    def segment_features(self) -> dict[int, list[Feature]] | None:
+        """Each segment's distinguishing features, largest effect first; None for bundles that predate them.
+
+        Each :class:`~segmentation.insights.naming.Feature` has its kind, effect (Cohen's d or h), and for a
+        categorical level the segment and overall shares, ``difference_pp`` and ``lift``; ``clause`` is its
+        sentence ("more often channel = web (61% vs 30%)").
+        """
+        rows = self.segments["segments"]
+        if any("features" not in seg for seg in rows):
+            return None
+        return {int(seg["id"]): features_of(seg) for seg in rows}
+
+    @property
+    def segment_descriptions(self) -> dict[int, str]:
+        """Segment ID -> one-sentence description ("" for bundles that predate descriptions)."""
+        return {int(seg["id"]): str(seg.get("description", "")) for seg in self.segments["segments"]}
+
     def validate(self, frame: pd.DataFrame, source: str = "<input>") -> pd.DataFrame:
         """Validate rows against the training schema (the ID column is optional here).
 
@@ -126,8 +162,11 @@ def segment_summary(
     labels: np.ndarray,
     names: dict[int, str],
     name_sources: dict[int, str] | None = None,
+    *,
+    insights: Mapping[int, Mapping[str, Any]] | None = None,
+    effect_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Names, sizes, shares and centroids of every segment.
+    """Names, sizes, shares and centroids of every segment, and what distinguishes each.
 
     Args:
         centroids: mean of every preprocessed feature per segment (rows: segment IDs), as
@@ -136,6 +175,10 @@ def segment_summary(
         names: segment ID -> name.
         name_sources: segment ID -> ``auto`` (derived), ``user`` (``insights.names``) or ``previous``
             (a user name carried over from the model the IDs were aligned to); ``auto`` when omitted.
+        insights: segment ID -> further fields of its entry:
+            :meth:`segmentation.insights.profiles.SegmentEffects.summary_fields` (``effects``,
+            ``effect_floor``, ``features``, ``description``).
+        effect_names: the features the ``effects`` lists follow (``SegmentEffects.effects.columns``).
     """
     name_sources = name_sources or {}
     n = len(labels)
@@ -151,9 +194,17 @@ def segment_summary(
                 "size": size,
                 "share": float(size / n),
                 "centroid": [float(v) for v in centroids.loc[seg]],
+                **(insights or {}).get(int(seg), {}),
             }
         )
-    return {"space": "preprocessed", "feature_names": [str(c) for c in centroids.columns], "segments": rows}
+    summary: dict[str, Any] = {
+        "space": "preprocessed",
+        "feature_names": [str(c) for c in centroids.columns],
+        "segments": rows,
+    }
+    if effect_names is not None:
+        summary["effect_names"] = [str(c) for c in effect_names]
+    return summary
 
 
 # ------------------------------------------------------------------------------------------- saving

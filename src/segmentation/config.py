@@ -29,6 +29,49 @@ class Strict(BaseModel):
 
 
 # --------------------------------------------------------------------------------------------- data
+def _level_key(level: str | int | float) -> str:
+    """An ordinal level as text (``1`` and ``1.0`` are one level), as :mod:`contract.values` reads it."""
+    if isinstance(level, float) and level.is_integer():
+        return str(int(level))
+    return str(level)
+
+
+class ColumnOverride(Strict):
+    """How one column is read, instead of what schema inference decides (``data.columns.NAME``)."""
+
+    kind: Literal["ignore", "code", "categorical", "numeric", "ordinal", "date", "boolean"] | None = Field(
+        None,
+        description="ignore: not a feature; code: a group label (store, branch), read as categories; "
+        "categorical, numeric, date, boolean; ordinal: ordered levels (needs order). Null: inferred.",
+    )
+    order: tuple[str | int | float, ...] | None = Field(
+        None,
+        description="The levels of an ordinal column, lowest first (e.g. ['0-20k', '20-50k', '50k+']); "
+        "they become ranks 0, 1, 2... and any other value is rejected (check ordinal_level).",
+    )
+    weight: float = Field(
+        1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Multiplies the column's share of the clustering space: weight 2 counts like two copies "
+        "of the column (its variance doubles), 0 leaves it out of the segments (still validated).",
+    )
+
+    @model_validator(mode="after")
+    def _check_order(self) -> ColumnOverride:
+        if self.order is not None and self.kind != "ordinal":
+            raise ValueError("order is only for kind: ordinal")
+        if self.kind == "ordinal":
+            levels = [_level_key(level) for level in self.order or ()]
+            if len(levels) < 2:
+                raise ValueError("kind: ordinal needs order: its levels, lowest first (at least two)")
+            if len(set(levels)) < len(levels):
+                raise ValueError(f"order lists a level twice: {levels}")
+        if self.kind == "ignore" and self.weight != 1.0:
+            raise ValueError("weight has no effect on a column of kind: ignore")
+        return self
+
+
 class DataConfig(Strict):
     """Where the customer table comes from and how its columns are read."""
 
@@ -46,6 +89,11 @@ class DataConfig(Strict):
         description="ISO date for 'days since' features; default is the latest date in the training data.",
     )
     float32: bool = Field(True, description="Compute in float32 (halves memory; safe after scaling).")
+    columns: dict[str, ColumnOverride] = Field(
+        default_factory=dict,
+        description="Per column (by name): kind, ordinal order, weight; instead of what inference decides. "
+        "A name the table does not have is an error.",
+    )
 
 
 # --------------------------------------------------------------------------------------- preprocess
@@ -121,7 +169,15 @@ FeaturizeConfig = Annotated[NoFeaturizerConfig | PCAConfig | AutoencoderConfig, 
 
 # ----------------------------------------------------------------------------------------- cluster
 class KSearch(Strict):
-    """How the number of clusters is chosen when it is not fixed."""
+    """How the number of clusters is chosen when it is not fixed.
+
+    Every k in ``k_min..k_max`` is fitted and gets two numbers: its silhouette (on a sample, in the
+    preprocessed input space) and its stability (the candidate refitted on ``stability_resamples``
+    subsamples of ``stability_fraction`` of at most ``stability_rows`` rows of the search sample; the mean
+    adjusted Rand index between every pair of refits on the rows both contain). The rule: among the k whose
+    stability is at least ``stability_threshold``, the best silhouette (ties: the smaller k); when none
+    reaches it, the most stable k, with a warning. ``stability_resamples: 0`` ranks by silhouette alone.
+    """
 
     k_min: int = Field(2, ge=2)
     k_max: int = Field(10, ge=2)
@@ -134,11 +190,32 @@ class KSearch(Strict):
         description="Iteration cap per candidate when candidates are fitted on a sample (tables larger "
         "than fit_sample); the chosen model is then refined on all rows with the model's own max_iter.",
     )
+    stability_threshold: float = Field(
+        0.8,
+        ge=-1,
+        le=1,
+        description="A k is eligible when its mean pairwise ARI between subsample refits reaches this.",
+    )
+    stability_resamples: int = Field(
+        5,
+        ge=0,
+        le=50,
+        description="Subsample refits per k (at least 2; 0 switches per-k stability off: silhouette only).",
+    )
+    stability_fraction: float = Field(0.8, gt=0.1, lt=1.0, description="Share of rows in each subsample.")
+    stability_rows: int = Field(
+        5_000,
+        ge=100,
+        description="Rows of the search sample (seeded, drawn once) the per-k refits draw from: bounds the "
+        "cost to k_max - k_min + 1 times stability_resamples fits on stability_fraction of this many rows.",
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> KSearch:
         if self.k_max < self.k_min:
             raise ValueError("k_max must be >= k_min")
+        if self.stability_resamples == 1:
+            raise ValueError("stability_resamples must be 0 (off) or at least 2 (refits are compared)")
         return self
 
 
@@ -258,6 +335,12 @@ class InsightsConfig(Strict):
     small_segment_share: float = Field(0.02, ge=0, le=1, description="Warn about segments below this share.")
     large_segment_share: float = Field(0.60, ge=0, le=1, description="Warn about a segment above this share.")
     noise_share: float = Field(0.10, ge=0, le=1, description="Warn when more customers than this are noise.")
+    rule_depth: int = Field(
+        3, ge=1, le=5, description="Most conditions in a segment's rule (depth of its surrogate tree)."
+    )
+    rule_sample: int = Field(
+        20_000, ge=500, description="Rows (seeded sample) the segment rules are fitted and measured on."
+    )
 
     @field_validator("names")
     @classmethod
@@ -336,6 +419,61 @@ class DriftConfig(Strict):
         return self
 
 
+# ----------------------------------------------------------------------------------------- verdict
+class VerdictConfig(Strict):
+    """When ``metrics.json`` warns, and the verdict (``strong`` / ``usable`` / ``weak``) it gives.
+
+    The rule: ``weak`` when a warning of severity ``weak`` fires (stability below ``min_stability``, or
+    separation below ``min_silhouette``); ``usable`` when any other warning fires; ``strong`` otherwise.
+    Segment sizes and noise are judged by the report's thresholds (``insights.small_segment_share``,
+    ``insights.large_segment_share``, ``insights.noise_share``); a k chosen at an end of the search range
+    warns too (except k_min = 2: no smaller k can be tried).
+    """
+
+    min_stability: float = Field(
+        0.8,
+        ge=-1,
+        le=1,
+        description="Weak below this mean pairwise ARI between subsample refits (stability."
+        "ari_pairwise_mean; the chosen k's search stability when evaluate.stability_resamples is 0). "
+        "0.8 is also the registry's promotion floor.",
+    )
+    min_segment_jaccard: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="Warn about a segment whose mean best Jaccard overlap with the refits' clusters is "
+        "below this (Hennig: above 0.75 stable; 0.5-0.75 a pattern, not a fixed group; below 0.5 dissolves).",
+    )
+    min_silhouette: float = Field(
+        0.1,
+        ge=-1,
+        le=1,
+        description="Weak below this silhouette (preprocessed space): customers are about as close to "
+        "another segment as to their own.",
+    )
+    good_silhouette: float = Field(
+        0.25,
+        ge=-1,
+        le=1,
+        description="Warn below this silhouette: segments are regions of a continuum rather than distinct "
+        "groups (Kaufman & Rousseeuw: under 0.25, no substantial structure).",
+    )
+    max_column_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Warn when one input column (a categorical's one-hot columns together) holds more than "
+        "this share of the between-segment sum of squares: the segments are mostly cuts of that column.",
+    )
+
+    @model_validator(mode="after")
+    def _check_order(self) -> VerdictConfig:
+        if self.good_silhouette < self.min_silhouette:
+            raise ValueError("good_silhouette must be >= min_silhouette")
+        return self
+
+
 class SegmentConfig(Strict):
     """The whole, resolved configuration of a training run."""
 
@@ -350,6 +488,7 @@ class SegmentConfig(Strict):
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
     drift: DriftConfig = DriftConfig()
+    verdict: VerdictConfig = VerdictConfig()
 
     def section_json(self, name: str) -> str:
         """Canonical JSON of one section (used in cache keys)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score
 
-from segmentation.clustering import NOISE, Clusterer, refit_like, sampled_silhouette
+from segmentation.clustering import NOISE, Clusterer, sampled_silhouette
+from segmentation.clustering.stability import pairwise_ari, refits, subsamples
 
 
 def evaluate_segments(
@@ -19,13 +21,16 @@ def evaluate_segments(
     seed: int = 0,
     known_silhouette: float | None = None,
     metrics_sample: int = 200_000,
+    feature_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Compute the metrics written to ``metrics.json``.
 
     Silhouette is computed on a seeded sample (its size is reported); Davies-Bouldin and
     Calinski-Harabasz are linear in the number of rows and use every non-noise row up to
     ``metrics_sample`` rows (a seeded sample beyond that; ``metrics_sample_size`` says how many). Noise rows
-    (label -1) are excluded from all three and reported as ``noise_fraction``.
+    (label -1) are excluded from all three and reported as ``noise_fraction``. ``between_ss_share`` (how
+    much of the difference between segments each input column holds, see :func:`between_ss_share`) uses
+    the same rows as Davies-Bouldin.
 
     Args:
         x: preprocessed input matrix (the common evaluation space).
@@ -36,6 +41,8 @@ def evaluate_segments(
         known_silhouette: the silhouette of these labels, already computed on the same sample (same
             ``silhouette_sample`` and ``seed``); skips computing it twice.
         metrics_sample: most rows Davies-Bouldin and Calinski-Harabasz are computed on.
+        feature_names: names of ``x``'s columns (``Preprocessor.feature_names_out_``), to group a
+            categorical's one-hot columns in ``between_ss_share``; without them each column is its own.
     """
     n = len(labels)
     clustered = labels != NOISE
@@ -67,12 +74,47 @@ def evaluate_segments(
         else:
             metrics["davies_bouldin"] = metrics["calinski_harabasz"] = None
         metrics["metrics_sample_size"] = len(rows)
+        metrics["between_ss_share"] = between_ss_share(xc, lc, feature_names)
     else:
         metrics["davies_bouldin"] = None
         metrics["calinski_harabasz"] = None
     if z is not None:
         metrics["silhouette_feature_space"] = sampled_silhouette(z, labels, silhouette_sample, seed)
     return metrics
+
+
+def between_ss_share(
+    x: np.ndarray, labels: np.ndarray, feature_names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Share of the between-segment sum of squares held by each input column, largest first.
+
+    The between-segment sum of squares of preprocessed column ``j`` is ``sum_s n_s (mean_sj - mean_j)^2``
+    over the segments ``s`` (noise rows, label -1, left out). Columns are grouped back to input columns by
+    name: a categorical's one-hot columns (``col=level``) count as one column. Without names every
+    preprocessed column is its own group (``column 0``, ``column 1``, ...). Empty when fewer than two
+    segments or no difference between them.
+    """
+    keep = labels >= 0
+    xs, ls = x[keep], labels[keep]
+    segments = np.unique(ls)
+    if len(segments) < 2:
+        return {}
+    overall = xs.mean(axis=0, dtype=np.float64)
+    between = np.zeros(xs.shape[1])
+    for seg in segments:
+        rows = xs[ls == seg]
+        between += len(rows) * (rows.mean(axis=0, dtype=np.float64) - overall) ** 2
+    total = float(between.sum())
+    if total <= 0.0:
+        return {}
+    names = list(feature_names) if feature_names is not None else [f"column {j}" for j in range(xs.shape[1])]
+    if len(names) != xs.shape[1]:
+        raise ValueError(f"{len(names)} feature names for {xs.shape[1]} columns")
+    shares: dict[str, float] = {}
+    for name, value in zip(names, between, strict=True):
+        group = name.partition("=")[0]
+        shares[group] = shares.get(group, 0.0) + float(value) / total
+    return dict(sorted(shares.items(), key=lambda item: -item[1]))
 
 
 def bootstrap_stability(
@@ -107,21 +149,11 @@ def bootstrap_stability(
         sample_size: rows sampled once for all refits.
         seed: random seed.
     """
-    rng = np.random.default_rng(seed)
-    base = np.sort(rng.choice(len(z), min(sample_size, len(z)), replace=False))
-    size = max(2, round(fraction * len(base)))
-    fits: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, labels from that refit)
-    for b in range(resamples):
-        rows = np.sort(rng.choice(base, size, replace=False))
-        refit = refit_like(model, z[rows], seed=seed + 1 + b)
-        fits.append((rows, refit.labels_))
-    pairwise = []
-    for i in range(len(fits)):
-        for j in range(i + 1, len(fits)):
-            (rows_i, lab_i), (rows_j, lab_j) = fits[i], fits[j]
-            common, ci, cj = np.intersect1d(rows_i, rows_j, assume_unique=True, return_indices=True)
-            if len(common):
-                pairwise.append(float(adjusted_rand_score(lab_i[ci], lab_j[cj])))
+    base, subsets = subsamples(
+        len(z), resamples=resamples, fraction=fraction, sample_size=sample_size, seed=seed
+    )
+    fits = refits(model, z, subsets, seed=seed)
+    pairwise = pairwise_ari(fits)
     vs_model = [float(adjusted_rand_score(labels[rows], lab)) for rows, lab in fits]
     jaccard: dict[str, float] = {}
     for seg in sorted(set(labels[labels != NOISE].tolist())):

@@ -1,7 +1,23 @@
-"""Preprocessing fitted on training data only: encode, impute, clip, unskew, scale.
+"""Preprocessing fitted on training data only: encode, impute, clip, unskew, scale, weight.
 
 The fitted state is a handful of arrays (medians, quantiles, Yeo-Johnson lambdas, centres, scales,
-category levels) saved as JSON + NPZ; nothing is refit at prediction time and no pickle is needed.
+category shares) saved as JSON + NPZ; nothing is refit at prediction time and no pickle is needed.
+
+Weighting of mixed types (the clustering space): every input column weighs the same, one unit of variance
+on the training rows, whatever its kind, times its ``weight`` (``data.columns.NAME.weight``):
+
+* numeric, count, ratio, boolean, date and ordinal columns are one standardized column each (``scale:
+  standard``: variance 1); ordinals are their ranks (not unskewed, not clipped);
+* a categorical column with L >= 3 kept levels is a block of L indicator columns, centred on the training
+  shares p and divided by ``sqrt(sum p(1 - p))``, so the block's total variance is 1 however many levels it
+  has: ``(1[level j] - p_j) / sqrt(sum_i p_i (1 - p_i))``. Missing, unseen and not-kept levels are the
+  all-zero indicator (every column at ``-p_j / sqrt(...)``);
+* a categorical column with 2 levels is one column, ``1[level 1] - 1[level 2]`` standardized (missing and
+  unseen values in between, at 0 before centring), not two redundant indicators;
+* ``weight`` w multiplies the column (or the block) by ``sqrt(w)``: its variance, its share of k-means'
+  squared distances, becomes w, so weight 2 counts like two copies of the column and 0 leaves it out.
+
+Bundles saved before this scheme (no ``level_shares`` in their state) keep plain 0/1 one-hot columns.
 """
 
 from __future__ import annotations
@@ -21,7 +37,7 @@ from scipy import stats
 from segmentation.config import PreprocessConfig
 from segmentation.contract.checks import CheckedColumn, CheckedNumbers, CheckedTimestamps
 from segmentation.contract.schema import TableSchema
-from segmentation.contract.values import boolean_values, parse_dates
+from segmentation.contract.values import boolean_values, level_codes, parse_dates
 from segmentation.data.chunks import sample_positions
 
 logger = logging.getLogger(__name__)
@@ -57,8 +73,9 @@ class Preprocessor:
 
     Numeric, boolean and date columns (dates become days before the reference date) are imputed,
     clipped at training quantiles (rows are never dropped), unskewed where strongly skewed, and scaled.
-    Categorical columns are one-hot encoded on the training levels; unseen or missing levels encode as
-    all zeros.
+    Ordinal columns are ranks of their declared levels. Categorical columns are indicator blocks on the
+    training levels weighted as the module docstring says (or a single column for two levels); unseen or
+    missing levels encode as no level.
 
     Args:
         schema: the table schema (feature columns, kinds, categories, reference date).
@@ -106,6 +123,9 @@ class Preprocessor:
             values[np.isnat(stamps)] = np.nan
         elif spec.kind == "boolean":  # True/False, 0/1 or their text forms (a CSV chunk with a bad cell)
             values = boolean_values(series).to_numpy(dtype=np.float64, na_value=np.nan)
+        elif spec.kind == "ordinal":  # the rank of the level; not a level (or missing): NaN
+            ranks = level_codes(series, list(spec.categories)).astype(np.float64)
+            values = np.where(ranks >= 0, ranks, np.nan)
         else:
             values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         values = np.array(values, dtype=np.float64)  # a private copy: never a view of the caller's frame
@@ -162,7 +182,7 @@ class Preprocessor:
     def _category_codes(column: pd.Series | pa.Array, levels: list[str]) -> np.ndarray:
         """Index of each value among ``levels`` (-1: missing or unseen), from pandas or Arrow text."""
         if isinstance(column, pd.Series):
-            return np.asarray(pd.Categorical(column.astype("string"), categories=levels).codes)
+            return level_codes(column, levels)
         codes = pc.index_in(column, value_set=pa.array(levels, type=column.type))
         return pc.fill_null(codes, -1).to_numpy().astype(np.int64, copy=False)
 
@@ -180,8 +200,10 @@ class Preprocessor:
             )
         self.impute_ = np.nan_to_num(self.impute_, nan=0.0)
         dense = np.where(np.isnan(dense), self.impute_, dense)
+        ordinal = np.array([self.schema.column(c).kind == "ordinal" for c in self._dense_columns], dtype=bool)
         if cfg.clip_quantiles is not None and len(dense):
             self.clip_low_, self.clip_high_ = np.quantile(dense, cfg.clip_quantiles, axis=0)
+            self.clip_low_[ordinal], self.clip_high_[ordinal] = -np.inf, np.inf  # ranks: no outliers
             dense = np.clip(dense, self.clip_low_, self.clip_high_)
         else:
             self.clip_low_ = np.full(dense.shape[1], -np.inf)
@@ -193,7 +215,7 @@ class Preprocessor:
             )
         self.skewed_ = (
             (np.abs(skewness) > cfg.skew_threshold) if cfg.skew != "none" else np.zeros(dense.shape[1], bool)
-        )
+        ) & ~ordinal
         self.lambdas_ = np.ones(dense.shape[1])
         stride = max(1, -(-len(dense) // _LAMBDA_ROWS))  # every k-th sampled row: still spread over the table
         skewed = np.flatnonzero(self.skewed_)
@@ -219,19 +241,43 @@ class Preprocessor:
         else:
             self.center_, self.scale_ = np.zeros(dense.shape[1]), np.ones(dense.shape[1])
         self.scale_ = np.where(self.scale_ > 1e-12, self.scale_, 1.0)
-        self.feature_names_out_ = self._dense_columns + [
-            f"{name}={level}"
-            for name in self._categorical_columns
-            for level in self.schema.column(name).categories
-        ]
+        sample = frame.iloc[idx]
+        self.level_shares_: np.ndarray | None = np.concatenate(
+            [np.zeros(0)]
+            + [
+                _shares(
+                    self._category_codes(sample[c], list(self.schema.column(c).categories)), c, self.schema
+                )
+                for c in self._categorical_columns
+            ]
+        )
+        self._encode()
         logger.info(
-            "preprocessing fitted on %d rows: %d dense columns (%d unskewed), %d one-hot columns",
+            "preprocessing fitted on %d rows: %d dense columns (%d unskewed), %d categorical columns",
             len(idx),
             len(self._dense_columns),
             int(self.skewed_.sum()),
             len(self.feature_names_out_) - len(self._dense_columns),
         )
         return self
+
+    def _encode(self) -> None:
+        """Output names, dense weights and categorical tables from the fitted shares (or legacy one-hot)."""
+        self.roots_ = np.sqrt([self.schema.column(c).weight for c in self._dense_columns])
+        self.tables_: list[np.ndarray] = []
+        names = list(self._dense_columns)
+        start = 0
+        for name in self._categorical_columns:
+            spec = self.schema.column(name)
+            levels = list(spec.categories)
+            if self.level_shares_ is None:  # bundles saved before weighting: plain 0/1 one-hot columns
+                table = np.hstack([np.zeros((len(levels), 1)), np.eye(len(levels))])
+            else:
+                table = category_table(self.level_shares_[start : start + len(levels)], spec.weight)
+                start += len(levels)
+            self.tables_.append(table)
+            names += [f"{name}={level}" for level in levels[: len(table)]]
+        self.feature_names_out_ = names
 
     # ------------------------------------------------------------------------------- transform
     def transform(self, frame: pd.DataFrame, chunk_rows: int = 250_000) -> np.ndarray:
@@ -279,6 +325,7 @@ class Preprocessor:
         # float64 bounds give.
         lows, highs = self.clip_low_.astype(dtype), self.clip_high_.astype(dtype)
         centers, scales = self.center_.astype(dtype), self.scale_.astype(dtype)
+        roots = self.roots_.astype(dtype).tolist()  # sqrt(weight) per dense column
         imputed = np.clip(self.impute_.astype(dtype), lows, highs)  # a missing value, imputed and clipped
         skewed = self.skewed_.tolist()
         with np.errstate(invalid="ignore"):  # NaN or garbage in the rows of invalid values: never used
@@ -307,18 +354,19 @@ class Preprocessor:
                         row[:] = unskewed
                 np.subtract(row, centers[j], out=row)
                 np.divide(row, scales[j], out=row)
+                if roots[j] != 1.0:
+                    np.multiply(row, roots[j], out=row)
         start = len(self._dense_columns)
-        for name in self._categorical_columns:
-            levels = list(self.schema.column(name).categories)
-            onehot = block[start : start + len(levels)]
-            onehot[:] = 0.0
+        for name, table in zip(self._categorical_columns, self.tables_, strict=True):
             column = columns[name]
-            if isinstance(column, CheckedNumbers):
+            if isinstance(column, CheckedNumbers | CheckedTimestamps):
                 raise TypeError(f"column {name!r} is categorical: expected text, got numbers")
-            codes = self._category_codes(column, levels)
-            known = np.flatnonzero(codes >= 0)
-            onehot[codes[known], known] = 1.0
-            start += len(levels)
+            codes = self._category_codes(column, list(self.schema.column(name).categories))
+            # Column c + 1 of the table is the encoding of level c; column 0 that of no level.
+            np.take(
+                table.astype(dtype), codes + 1, axis=1, out=block[start : start + len(table)], mode="clip"
+            )
+            start += len(table)
         return block
 
     def _unskew(self, values: np.ndarray, j: int) -> np.ndarray:
@@ -356,6 +404,8 @@ class Preprocessor:
             "center": self.center_,
             "scale": self.scale_,
         }
+        if self.level_shares_ is not None:
+            arrays["level_shares"] = self.level_shares_
         return meta, arrays
 
     @classmethod
@@ -367,5 +417,35 @@ class Preprocessor:
         obj.skewed_ = arrays["skewed"].astype(bool)
         obj.lambdas_ = arrays["lambdas"]
         obj.center_, obj.scale_ = arrays["center"], arrays["scale"]
-        obj.feature_names_out_ = list(meta["feature_names_out"])
+        obj.level_shares_ = arrays.get("level_shares")  # None: saved before weighting (plain one-hot)
+        obj._encode()
+        if obj.feature_names_out_ != list(meta["feature_names_out"]):
+            raise ValueError("preprocess state does not match its schema: feature names differ")
         return obj
+
+
+def _shares(codes: np.ndarray, name: str, schema: TableSchema) -> np.ndarray:
+    """Share of the rows at each level of a categorical column (missing and other levels: at none)."""
+    levels = len(schema.column(name).categories)
+    counts = np.bincount(codes[codes >= 0], minlength=levels)[:levels]
+    return counts / max(len(codes), 1)
+
+
+def category_table(shares: np.ndarray, weight: float = 1.0) -> np.ndarray:
+    """How a categorical column is encoded: column ``c + 1`` is level ``c``'s output, column 0 no level's.
+
+    Levels with training shares ``p``: with two levels, one column ``1[level 1] - 1[level 2]`` centred and
+    scaled to variance ``weight``; otherwise one indicator per level, centred on ``p`` and scaled by
+    ``sqrt(weight / sum p(1 - p))`` so the block's total variance is ``weight``. A column without spread
+    in training (one level in every row) encodes as zeros.
+    """
+    p = np.asarray(shares, dtype=np.float64)
+    if len(p) == 2:
+        mean = p[0] - p[1]
+        spread = p[0] + p[1] - mean**2
+        factor = np.sqrt(weight / spread) if spread > 1e-12 else 0.0
+        return (np.array([[0.0, 1.0, -1.0]]) - mean) * factor
+    spread = float(np.sum(p * (1 - p)))
+    factor = np.sqrt(weight / spread) if spread > 1e-12 else 0.0
+    indicators = np.hstack([np.zeros((len(p), 1)), np.eye(len(p))])
+    return (indicators - p[:, None]) * factor

@@ -27,12 +27,15 @@ SCHEMA = TableSchema(
     id_column=None,
     columns=(
         ColumnSpec(name="share", kind="numeric", min_value=0.0, max_value=1.0, nullable=False),
-        ColumnSpec(name="amount", kind="numeric", min_value=0.0),
+        ColumnSpec(name="amount", kind="numeric", min_value=0.0, weight=2.0),
         ColumnSpec(name="count", kind="numeric", min_value=0.0, integer=True),
         ColumnSpec(name="free", kind="numeric"),
         ColumnSpec(name="flag", kind="boolean"),
         ColumnSpec(name="since", kind="datetime"),
-        ColumnSpec(name="channel", kind="categorical", categories=("web", "store", "app")),
+        ColumnSpec(name="channel", kind="categorical", categories=("web", "store", "app"), weight=0.5),
+        ColumnSpec(name="tier", kind="ordinal", categories=("bronze", "silver", "gold")),
+        ColumnSpec(name="store", kind="categorical", categories=("3", "1", "2")),  # integer codes
+        ColumnSpec(name="pair", kind="categorical", categories=("yes", "no")),  # one column
     ),
     reference_date="2025-01-01",
 )
@@ -66,6 +69,9 @@ def _table(slot: float | None = None, **changes: pa.Array) -> pa.Table:
         "flag": pa.array(rng.random(N) < 0.3, mask=_mask(rng)),
         "since": pa.array(np.datetime64("2024-12-31", "ns") - days.astype("timedelta64[D]"), mask=_mask(rng)),
         "channel": pa.array(rng.choice(["web", "store", "app", "kiosk"], N), mask=_mask(rng)),
+        "tier": pa.array(rng.choice(["bronze", "silver", "gold"], N), mask=_mask(rng)),
+        "store": pa.array(rng.integers(1, 5, N), mask=_mask(rng)),  # 4: a store unseen in training
+        "pair": pa.array(rng.choice(["yes", "no", "maybe"], N), mask=_mask(rng)),
     }
     return pa.table(columns | changes)
 
@@ -96,6 +102,7 @@ def _cases() -> dict[str, pa.Table]:
         "garbage-in-null-slots": _table(slot=-1e30),
         "nan-in-null-slots": _table(slot=np.nan),
         "text-in-numbers": _table(free=pa.array(np.where(np.arange(N) == 8, "x", "1.5"))),
+        "unseen-ordinal-level": _table(tier=_replace(base, "tier", np.array(["platinum", "Gold"]), [12, 40])),
     }
 
 
@@ -117,6 +124,24 @@ def test_arrow_columns_get_the_verdicts_pandas_columns_get(case: str) -> None:
         assert not checked.valid.all()
 
 
+def test_an_unseen_ordinal_level_rejects_its_row_by_name() -> None:
+    table = _cases()["unseen-ordinal-level"]
+    checked = check_columns({name: table.column(name) for name in table.column_names}, SCHEMA, np.arange(N))
+    lines = checked.rejects[checked.rejects["column"] == "tier"]
+    assert lines[["row", "check", "value"]].values.tolist() == [
+        [12, "ordinal_level", "platinum"],
+        [40, "ordinal_level", "Gold"],
+    ]
+    valid = _cases()["valid"]
+    passing = check_columns({name: valid.column(name) for name in valid.column_names}, SCHEMA, np.arange(N))
+    ranks = passing.columns["tier"]
+    assert isinstance(ranks, CheckedNumbers)  # Arrow text read as ranks, without pandas
+    tiers = valid.column("tier").to_pandas()
+    present = tiers.notna().to_numpy()
+    expected = tiers[present].map({"bronze": 0.0, "silver": 1.0, "gold": 2.0}).to_numpy()
+    np.testing.assert_array_equal(ranks.values[present], expected)
+
+
 def test_numbers_that_pass_as_a_whole_are_read_without_a_copy() -> None:
     table = _cases()["valid"]
     checked = check_columns({name: table.column(name) for name in table.column_names}, SCHEMA, np.arange(N))
@@ -136,7 +161,8 @@ def test_numbers_that_pass_as_a_whole_are_read_without_a_copy() -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["valid", "nan-values", "garbage-in-null-slots", "nan-in-null-slots", "bounds"]
+    "case",
+    ["valid", "nan-values", "garbage-in-null-slots", "nan-in-null-slots", "bounds", "unseen-ordinal-level"],
 )
 @pytest.mark.parametrize("skew", ["yeo-johnson", "log1p"])
 def test_arrow_route_preprocesses_valid_rows_bit_for_bit_like_pandas(case: str, skew: str) -> None:

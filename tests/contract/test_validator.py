@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation.config import DataConfig
+from segmentation.config import ColumnOverride, DataConfig
 from segmentation.contract.report import Failure
 from segmentation.contract.validator import ChunkValidator
 from segmentation.data.synthetic import make_customers
@@ -100,6 +100,34 @@ def test_an_inferred_contract_fails_alike_in_memory_and_streamed(tmp_path: Path)
         validate_source(str(csv), DataConfig(), source="t", chunk_rows=700, schema=schema, staged=staged)
     assert _failures(in_memory.failures) == _failures(streamed.value.report.failures)
     assert (amount, "greater_than_or_equal_to(0.0)") in _failures(in_memory.failures)
+
+
+def test_an_ordinal_contract_fails_alike_in_memory_and_streamed(tmp_path: Path) -> None:
+    """Ordered levels (``data.columns.band.order``): a level outside the order breaks the contract."""
+    clean, _ = make_customers(3000, 8, 3, seed=4)
+    rng = np.random.default_rng(4)
+    clean["band"] = rng.choice(["0-20k", "20-50k", "50k+"], len(clean))
+    clean.loc[rng.random(len(clean)) < 0.05, "band"] = None
+    order = ColumnOverride(kind="ordinal", order=("0-20k", "20-50k", "50k+"))
+    config = DataConfig(columns={"band": order})
+    schema = validate_table(clean, config, source="clean").schema
+    assert schema.column("band").kind == "ordinal"
+    broken = clean.copy()
+    broken.loc[[3, 1500, 2999], "band"] = "100k+"
+    broken.loc[[7], "band"] = "20-50K"
+    in_memory, streamed = _both(broken, config, tmp_path, chunk_rows=700)
+    assert in_memory == streamed == {("band", "ordinal_level"): 4}
+    csv = tmp_path / "broken.csv"
+    broken.to_csv(csv, index=False)
+    from segmentation.contract.frame import validate_frame
+
+    _, scored = validate_frame(pd.read_csv(csv), schema, source="t", require_id=False)
+    with pytest.raises(DataValidationError) as against_model:
+        validate_source(
+            str(csv), config, source="t", chunk_rows=700, schema=schema, staged=tmp_path / "s.parquet"
+        )
+    assert _failures(scored.failures) == _failures(against_model.value.report.failures)
+    assert _failures(scored.failures) == {("band", "ordinal_level"): 4}
 
 
 def test_the_validator_reports_one_failure_per_column_and_check_over_chunks() -> None:

@@ -1,4 +1,4 @@
-"""The run report: warnings, content, a real headless-Chromium render, and `segment report DIR`."""
+"""The run report: the verdict, content, a real headless-Chromium render, and `segment report DIR`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import pytest
 
 from segmentation.bundle import bundle_digest, load_bundle
 from segmentation.config import load_config
-from segmentation.insights.report import Thresholds, report_warnings
+from segmentation.insights.report import (
+    Thresholds,
+    Verdict,
+    render_html,
+    render_markdown,
+    report_verdict,
+)
 from segmentation_workflows.cli import main
 from segmentation_workflows.train import run_training
 
@@ -32,22 +38,31 @@ def trained_run(
         yield out
 
 
-def _segment(seg: int, share: float, name: str = "x") -> dict:
-    return {"id": seg, "name": name, "share": share, "size": int(share * 1000)}
+def test_the_verdict_and_warnings_come_from_the_metrics() -> None:
+    warning = {"code": "low_stability", "severity": "critical", "message": "do not reproduce", "value": 0.5}
+    metrics = {"verdict": "weak", "warnings": [warning, {**warning, "severity": "caution", "message": "k"}]}
+    verdict = report_verdict(metrics, Thresholds())
+    assert verdict.verdict == "weak"
+    assert verdict.items == ["Critical: do not reproduce", "k"]
+    assert report_verdict({"verdict": "strong", "warnings": []}, Thresholds()).items == []
+    markdown = render_markdown([verdict])
+    assert markdown.startswith("**Verdict: weak**: not reliable enough to act on")
+    assert "- **Warning:** Critical: do not reproduce" in markdown
+    assert 'class="weak"' in render_html([verdict], Path())
+    assert "No warnings." in render_markdown([Verdict("strong", "fine", [])])
 
 
-def test_warnings_for_tiny_dominant_segments_and_noise() -> None:
-    limits = Thresholds(small_segment=0.02, large_segment=0.6, noise=0.1)
-    assert report_warnings([_segment(0, 0.5), _segment(1, 0.5)], 0.0, limits) == []
-    warnings = report_warnings([_segment(0, 0.7), _segment(1, 0.015), _segment(-1, 0.285)], 0.285, limits)
-    assert len(warnings) == 3
-    assert "segment 0" in warnings[0]
-    assert "70.0%" in warnings[0]
-    assert "segment 1" in warnings[1]
-    assert "1.5%" in warnings[1]
-    assert "28.5% of customers are noise" in warnings[2]
-    # Noise is reported once, as noise, never as a tiny or a dominant segment.
-    assert report_warnings([_segment(0, 0.95), _segment(-1, 0.05)], 0.05, limits)[0].startswith("segment 0")
+def test_a_run_from_before_verdicts_is_judged_from_its_metrics() -> None:
+    metrics = {
+        "silhouette": 0.5,
+        "segment_shares": {"0": 0.7, "1": 0.015, "2": 0.285},
+        "noise_fraction": 0.0,
+        "stability": {"ari_pairwise_mean": 0.97, "jaccard_per_segment": {"0": 0.9, "1": 0.9, "2": 0.9}},
+    }
+    verdict = report_verdict(metrics, Thresholds(small_segment=0.02, large_segment=0.6, noise=0.1))
+    assert verdict.verdict == "usable"
+    assert "predates verdicts" in verdict.meaning
+    assert [item.split(":")[0] for item in verdict.items] == ["segment 1 (1.5%)", "segment 0 (70.0%)"]
 
 
 def test_report_has_summary_one_section_per_segment_and_stability(trained_run: Path) -> None:
@@ -55,7 +70,16 @@ def test_report_has_summary_one_section_per_segment_and_stability(trained_run: P
     markdown = (trained_run / "report.md").read_text()
     assert "## Run summary" in markdown
     assert "## Stability" in markdown
-    assert "## Warnings" in markdown
+    assert markdown.index("## Verdict") < markdown.index("## Run summary")  # the report opens with it
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert f"**Verdict: {metrics['verdict']}**" in markdown
+    for warning in metrics["warnings"]:
+        assert warning["message"] in markdown
+    # The k rule is stated, with every k tried.
+    k_selection = metrics["k_selection"]
+    assert f"k = {k_selection['chosen_k']}, chosen over 3..6 by the best silhouette among" in markdown
+    assert f"| {k_selection['chosen_k']} | " in markdown
+    assert markdown.count(" | chosen |") == 1
     for seg, name in zip(profile["segment"], profile["name"], strict=True):
         assert f"## Segment {seg}: {name}" in markdown
         assert f"![Profile of segment {seg}](plots/segment_{seg}.png)" in markdown

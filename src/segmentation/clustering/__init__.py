@@ -15,7 +15,8 @@ noise is always -1.
 
 Modules: ``base`` (the contract, ``NOISE``, ``ClusterResult``), ``centroid``, ``gmm`` and ``density``
 (the models), ``kinds`` (classes by kind), ``lloyd`` (streamed k-means refinement), ``silhouette``
-(the criterion) and ``search`` (fitting, with the k search). Stage outputs pickled before the split
+and ``stability`` (the k search's two numbers: separation, and agreement of refits on subsamples) and
+``search`` (fitting, with the k search and its rule, ``choose_k``). Stage outputs pickled before the split
 name these classes as ``segmentation.clustering.<Name>``: the names below keep them loadable.
 """
 

@@ -117,7 +117,12 @@ _CONFIGS: dict[str, type] = {
 
 @dataclass
 class ClusterResult:
-    """The winning model together with its own labels and score, plus the score of every k tried."""
+    """The winning model together with its own labels and score, plus the score of every k tried.
+
+    ``k_scores`` is the silhouette of every k tried, ``k_stability`` its stability (mean pairwise ARI
+    between subsample refits; empty when not measured) and ``selection`` how the k was chosen (the rule,
+    its threshold, the search range: see :func:`segmentation.clustering.search.choose_k`).
+    """
 
     model: Clusterer
     labels: np.ndarray
@@ -125,3 +130,5 @@ class ClusterResult:
     k_scores: dict[int, float | None] = field(default_factory=dict)
     criterion: str = "silhouette"
     alignment: dict[str, Any] | None = None  # set when IDs were matched to a previous model
+    k_stability: dict[int, float | None] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)

@@ -16,7 +16,9 @@ numeric        cannot be read as a number (``coerce_dtype('float64')``), is miss
 boolean        is not one of True/False/0/1 (``boolean_values``), or is missing when not nullable
 datetime       cannot be parsed as a date (``coerce_dtype('datetime64[ns]')``), or is missing when not
                nullable
-categorical    is missing when not nullable; unseen levels are *not* errors (they encode as zeros)
+categorical    is missing when not nullable; unseen levels are *not* errors (they encode as "other")
+ordinal        is not one of the declared levels (``ordinal_level``: an unseen level has no rank), or is
+               missing when not nullable
 ============== ==================================================================================
 
 Most columns of most chunks break nothing, so :func:`check_columns` first asks each column as a whole:
@@ -41,10 +43,11 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from segmentation.contract.report import Failure, ValidationReport
 from segmentation.contract.schema import ColumnSpec, TableSchema
-from segmentation.contract.values import boolean_values, parse_dates
+from segmentation.contract.values import boolean_values, level_codes, parse_dates
 from segmentation.errors import DataValidationError
 
 REJECT_COLUMNS = ("row", "column", "check", "value")
@@ -151,11 +154,20 @@ def _categorical_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, 
     return [("not_nullable", series.isna().to_numpy())]
 
 
+def _ordinal_checks(spec: ColumnSpec, series: pd.Series) -> list[tuple[str, np.ndarray]]:
+    missing = series.isna().to_numpy()
+    out = [("ordinal_level", (level_codes(series, list(spec.categories)) < 0) & ~missing)]
+    if not spec.nullable:
+        out.append(("not_nullable", missing))
+    return out
+
+
 _CHECKS = {
     "numeric": _numeric_checks,
     "boolean": _boolean_checks,
     "datetime": _datetime_checks,
     "categorical": _categorical_checks,
+    "ordinal": _ordinal_checks,
 }
 
 
@@ -214,8 +226,9 @@ ColumnData: TypeAlias = pd.Series | pa.Array | pa.ChunkedArray
 """One column as it was read: a pandas Series (CSV, in-memory frames) or Arrow data (Parquet)."""
 
 CheckedColumn: TypeAlias = CheckedNumbers | CheckedTimestamps | pd.Series | pa.Array
-"""One column after :func:`check_columns`: plain checked numbers or timestamps, an Arrow text column of a
-categorical feature, or a pandas Series (everything else: text, columns with failures)."""
+"""One column after :func:`check_columns`: plain checked numbers or timestamps (an ordinal feature's Arrow
+text as its ranks), an Arrow text column of a categorical feature, or a pandas Series (everything else:
+text, columns with failures)."""
 
 
 def column_rows(column: CheckedColumn, start: int, stop: int) -> CheckedColumn:
@@ -350,13 +363,24 @@ def _passes_whole(spec: ColumnSpec, column: ColumnData) -> CheckedColumn | None:
         if nulls is not None and not spec.nullable:
             return None
         return CheckedTimestamps(_arrow_values(data, np.dtype(np.int64)), data.type.unit, nulls)
-    if (
-        spec.kind == "categorical"
-        and (pa.types.is_string(data.type) or pa.types.is_large_string(data.type))
-        and (spec.nullable or not data.null_count)
-    ):
+    text = pa.types.is_string(data.type) or pa.types.is_large_string(data.type)
+    if spec.kind == "categorical" and text and (spec.nullable or not data.null_count):
         return data
+    if spec.kind == "ordinal" and text and (spec.nullable or not data.null_count):
+        return _ordinal_ranks(spec, data)
     return None
+
+
+def _ordinal_ranks(spec: ColumnSpec, data: pa.Array) -> CheckedNumbers | None:
+    """An Arrow text column of an ordinal feature as ranks, when every present value is a level."""
+    codes = pc.index_in(data, value_set=pa.array(list(spec.categories), type=data.type))
+    if codes.null_count != data.null_count:
+        return None  # a value that is not a level: row by row
+    nulls = _null_positions(data)
+    ranks = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.float64)
+    if nulls is not None:
+        ranks[nulls] = np.nan
+    return CheckedNumbers(ranks, nulls)
 
 
 def check_columns(

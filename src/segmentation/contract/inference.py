@@ -7,16 +7,32 @@ is the same for a table in memory; :func:`detect_id_column` picks the customer I
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from segmentation.config import ColumnOverride
+from segmentation.contract.interpret import (
+    ColumnScan,
+    Reading,
+    coordinate_pairs,
+    duplicates,
+    forced_column,
+    forced_scan_kind,
+    level_limit,
+    read_column,
+    update_datetime,
+    update_fingerprint,
+    update_levels,
+    update_numeric,
+)
+from segmentation.contract.notes import ColumnNote, NoteKind
 from segmentation.contract.schema import ColumnSpec, TableSchema
-from segmentation.contract.values import is_text, parse_dates
+from segmentation.contract.values import boolean_values, is_text, parse_dates
 
-_ID_NAME = re.compile(
+ID_NAME = re.compile(
     r"^(id|.*[_\s-]id|.*id$|cust(omer)?([_\s-]?(no|number|key))?|client[_\s-]?key|account[_\s-]?(no|number))$",
     re.IGNORECASE,
 )
@@ -34,7 +50,7 @@ def detect_id_column(frame: pd.DataFrame) -> str | None:
     Raises:
         ValueError: several equally good candidates; the message lists them.
     """
-    by_name = [c for c in frame.columns if _ID_NAME.match(str(c))]
+    by_name = [c for c in frame.columns if ID_NAME.match(str(c))]
     if len(by_name) == 1:
         return str(by_name[0])
     if len(by_name) > 1:
@@ -52,8 +68,7 @@ def detect_id_column(frame: pd.DataFrame) -> str | None:
     return None
 
 
-def _is_text(series: pd.Series) -> bool:
-    return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+_ZERO_PADDED = re.compile(r"^0\d+$")
 
 
 def _mostly(parsed: pd.Series, original: pd.Series, share: float = 0.95) -> bool:
@@ -63,45 +78,23 @@ def _mostly(parsed: pd.Series, original: pd.Series, share: float = 0.95) -> bool
     return bool(parsed[present].notna().mean() >= share)
 
 
-@dataclass
-class _ColumnScan:
-    """What schema inference needs to know about one column, accumulated chunk by chunk."""
-
-    kind: str | None = None  # decided on the first chunk with values: numeric/boolean/datetime/categorical
-    text: bool = False  # numeric or dates stored as text
-    rows: int = 0
-    present: int = 0
-    lo: float = np.inf
-    hi: float = -np.inf
-    integer: bool = True
-    latest: pd.Timestamp | None = None
-    counts: pd.Series | None = None  # level counts of categorical text (dropped once hopelessly many)
-    too_many: bool = False
-
-
-def _update_numeric(scan: _ColumnScan, series: pd.Series) -> None:
-    """Bounds and the integer flag of a numeric column (text holding numbers read as numbers)."""
-    values = pd.to_numeric(series, errors="coerce") if scan.text else series
-    lo, hi = values.min(), values.max()  # NaN skipped, as in a whole-table min/max
-    if not pd.isna(lo):
-        scan.lo, scan.hi = min(scan.lo, float(lo)), max(scan.hi, float(hi))
-    if scan.integer and not pd.api.types.is_integer_dtype(series):
-        scan.integer = bool((values.dropna() % 1 == 0).all())
-
-
-def _update_datetime(scan: _ColumnScan, series: pd.Series) -> None:
-    """The latest date of a date column (the default reference date)."""
-    latest = parse_dates(series).max()
-    if not pd.isna(latest):
-        scan.latest = latest if scan.latest is None else max(scan.latest, latest)
-
-
 class SchemaScan:
     """Schema inference over a table read in chunks: the rules of :func:`infer_schema`, streamed.
 
     Feed every chunk to :meth:`update`, then call :meth:`schema`. Numeric bounds, the integer flag,
-    constant columns, category counts and the latest date come from every row; whether a text column
-    holds numbers or dates is decided on a sample of the first chunk that has values in it.
+    constant columns, level counts, the dates' range and a row-by-row hash of every column (duplicates)
+    come from every row; whether a text column holds numbers or dates is decided on a sample of the first
+    chunk that has values in it. The rules of each column are :mod:`segmentation.contract.interpret`'s.
+
+    Args:
+        id_column: the customer ID column (not a feature), or None.
+        max_categories: most frequent levels kept per categorical column.
+        drop_columns: columns set aside (``data.drop_columns``).
+        reference_date: ISO date for days-before features (default: the latest date seen).
+        seed: seed of the sample that decides what text columns hold.
+        expected_rows: the table's row count, when known (level counts stop early past the limit).
+        columns: ``data.columns``: a kind, ordinal order or weight per column name.
+        id_reason: how the ID column was chosen, for its note.
     """
 
     def __init__(
@@ -113,6 +106,8 @@ class SchemaScan:
         reference_date: str | None = None,
         seed: int = 0,
         expected_rows: int | None = None,
+        columns: Mapping[str, ColumnOverride] | None = None,
+        id_reason: str = "the customer ID",
     ) -> None:
         self.id_column = id_column
         self.max_categories = max_categories
@@ -120,21 +115,29 @@ class SchemaScan:
         self.reference_date = reference_date
         self.rng = np.random.default_rng(seed)
         self.expected_rows = expected_rows
-        self.columns: dict[str, _ColumnScan] = {}
+        self.overrides = dict(columns or {})
+        self.id_reason = id_reason
+        self.columns: dict[str, ColumnScan] = {}
+        self.order: list[str] = []  # every column of the table, in table order
         self.n_rows = 0
 
     def _level_limit(self) -> int:
         # More levels than this means free text (ignored); known before the end when the row count is.
-        return max(50, (self.expected_rows or 0) // 100) if self.expected_rows else 1 << 62
+        return level_limit(self.expected_rows) if self.expected_rows else 1 << 62
 
     def update(self, frame: pd.DataFrame) -> None:
         """Accumulate one chunk."""
+        first_row = self.n_rows
         self.n_rows += len(frame)
         probe_idx: np.ndarray = self.rng.choice(len(frame), min(len(frame), 2000), replace=False)
+        if not self.order:
+            self.order = [str(c) for c in frame.columns]
         for name in frame.columns:
-            if name == self.id_column or name in self.drop_columns:
+            override = self.overrides.get(str(name))
+            ignore = override is not None and override.kind == "ignore"
+            if name == self.id_column or name in self.drop_columns or ignore:
                 continue
-            scan = self.columns.setdefault(str(name), _ColumnScan())
+            scan = self.columns.setdefault(str(name), ColumnScan())
             series = frame[name]
             scan.rows += len(series)
             n_present = int(series.notna().sum())
@@ -142,19 +145,23 @@ class SchemaScan:
             if n_present == 0:
                 continue
             if scan.kind is None:
-                scan.kind, scan.text = self._decide(series, probe_idx)
-            if scan.kind == "numeric":
-                _update_numeric(scan, series)
-            elif scan.kind == "datetime":
-                _update_datetime(scan, series)
-            elif scan.kind == "categorical" and not scan.too_many:
-                self._update_levels(scan, series)
+                scan.forced = override.kind if override is not None else None
+                forced = forced_scan_kind(scan.forced, series)
+                scan.kind, scan.text = forced or self._decide(series, probe_idx)
+                if scan.kind == "code":  # digits with leading zeros: level counts of the text as it is
+                    scan.kind, scan.zero_padded = "categorical", True
+            self._update(scan, series)
+            update_fingerprint(scan, series, first_row)
 
-    def _update_levels(self, scan: _ColumnScan, series: pd.Series) -> None:
-        counts = series.astype("string").value_counts()
-        scan.counts = counts if scan.counts is None else scan.counts.add(counts, fill_value=0)
-        if len(scan.counts) > self._level_limit():
-            scan.counts, scan.too_many = None, True
+    def _update(self, scan: ColumnScan, series: pd.Series) -> None:
+        if scan.kind == "numeric":  # whole numbers' levels: bounded even when the row count is unknown
+            update_numeric(scan, series, min(self._level_limit(), 1 << 20))
+        elif scan.kind == "datetime":
+            update_datetime(scan, series)
+        elif scan.kind == "boolean":
+            scan.trues += int(boolean_values(series).sum())
+        elif scan.kind == "categorical" and not scan.too_many:
+            update_levels(scan, series, None if scan.forced else self._level_limit())
 
     @staticmethod
     def _decide(series: pd.Series, probe_idx: Any) -> tuple[str, bool]:
@@ -166,53 +173,47 @@ class SchemaScan:
             return "numeric", False
         probe = series.iloc[probe_idx]
         if _mostly(pd.to_numeric(probe, errors="coerce"), probe):
-            return "numeric", True
+            return ("code", False) if _zero_padded(probe) else ("numeric", True)
         if _mostly(parse_dates(probe), probe):
             return "datetime", True
         return "categorical", False
 
+    def readings(self) -> dict[str, Reading]:
+        """How every column of the table is read (table order), the ID and set-aside columns included."""
+        out: dict[str, Reading] = {}
+        for name, scan in self.columns.items():
+            override = self.overrides.get(name)
+            if override is not None and override.kind is not None:
+                out[name] = forced_column(name, scan, override, self.max_categories)
+                continue
+            reading = read_column(name, scan, self.n_rows, self.max_categories)
+            if override is not None and reading.spec is not None:
+                spec = reading.spec.model_copy(update={"weight": override.weight})
+                reading = Reading(spec, reading.note.model_copy(update={"weight": override.weight}))
+            out[name] = reading
+        out |= coordinate_pairs(out, self.columns)
+        out |= duplicates(out, self.columns)
+        return {name: out.get(name) or self._set_aside(name) for name in self.order or list(out)}
+
+    def _set_aside(self, name: str) -> Reading:
+        if name == self.id_column:
+            return Reading(None, ColumnNote(name=name, kind="id", reason=self.id_reason, used=False))
+        if name in self.drop_columns:
+            return Reading(
+                None, ColumnNote(name=name, kind="ignored", reason="listed in data.drop_columns", used=False)
+            )
+        return forced_column(name, ColumnScan(), self.overrides[name], self.max_categories)
+
     def schema(self) -> TableSchema:
         """The inferred contract of everything seen so far."""
-        specs: list[ColumnSpec] = []
-        ignored: list[str] = list(self.drop_columns)
-        latest: pd.Timestamp | None = None
-        for name, scan in self.columns.items():
-            if scan.present == 0:
-                # Reported by validation as an entirely empty column; keep it so the check names it.
-                specs.append(ColumnSpec(name=name, kind="numeric"))
-            elif scan.kind == "boolean":
-                specs.append(ColumnSpec(name=name, kind="boolean"))
-            elif scan.kind == "numeric":
-                if scan.lo == scan.hi:
-                    ignored.append(name)
-                    continue
-                specs.append(
-                    ColumnSpec(
-                        name=name,
-                        kind="numeric",
-                        integer=scan.integer,
-                        min_value=0.0 if scan.lo >= 0 else None,
-                        max_value=1.0 if scan.lo >= 0 and scan.hi <= 1 else None,
-                    )
-                )
-            elif scan.kind == "datetime":
-                if scan.latest is not None:
-                    latest = scan.latest if latest is None else max(latest, scan.latest)
-                specs.append(ColumnSpec(name=name, kind="datetime"))
-            else:
-                counts = scan.counts
-                if (
-                    scan.too_many
-                    or counts is None
-                    or len(counts) <= 1
-                    or len(counts) > max(50, self.n_rows // 100)
-                ):
-                    ignored.append(name)
-                    continue
-                # Most frequent first; ties in the order the levels were first seen (as value_counts does).
-                order = counts.sort_values(ascending=False, kind="stable")
-                levels = tuple(str(v) for v in order.index[: self.max_categories])
-                specs.append(ColumnSpec(name=name, kind="categorical", categories=levels))
+        readings = self.readings()
+        specs = [r.spec for r in readings.values() if r.spec is not None]
+        ignored = [n for n, r in readings.items() if r.spec is None and n != self.id_column]
+        ignored += [n for n in self.drop_columns if n not in readings]
+        latest = max(
+            (s.latest for s in self.columns.values() if s.latest is not None and s.kind == "datetime"),
+            default=None,
+        )
         ref = self.reference_date or (
             latest.date().isoformat() if latest is not None and not pd.isna(latest) else None
         )
@@ -222,7 +223,14 @@ class SchemaScan:
             columns=tuple(specs),
             ignored_columns=tuple(ignored),
             reference_date=ref,
+            columns_read=tuple(r.note for r in readings.values()),
         )
+
+
+def _zero_padded(probe: pd.Series) -> bool:
+    """Digits with leading zeros ("007", "01234") in at least 5 % of the probed text values: a code."""
+    text = probe.dropna().astype(str)
+    return bool(len(text)) and bool(text.str.match(_ZERO_PADDED).mean() >= 0.05)
 
 
 def infer_schema(
@@ -233,15 +241,19 @@ def infer_schema(
     drop_columns: tuple[str, ...] = (),
     reference_date: str | None = None,
     seed: int = 0,
+    columns: Mapping[str, ColumnOverride] | None = None,
 ) -> TableSchema:
     """Infer the input contract of a table on first training.
 
     Rules: bool dtype -> boolean; numbers (or text that is at least 95 % numeric) -> numeric; datetimes
     (or text that is at least 95 % ISO dates) -> datetime, encoded later as days before the reference
-    date; other text -> categorical when it has at most ``max(50, 1 % of rows)`` levels. High-cardinality
-    text and constant columns carry no segment information and are ignored (listed in the schema).
-    Natural bounds are inferred: a column that is never negative gets ``>= 0``, and one within [0, 1]
-    gets ``<= 1`` as well, so later data that breaks them is reported. Tables read in chunks use
+    date; other text -> categorical when it has at most ``max(50, 1 % of rows)`` levels. Identifiers,
+    codes with many levels, coordinates, high-cardinality text, empty, constant and duplicate columns carry
+    no segment information and are ignored (listed in the schema); codes with few levels are categories
+    (:mod:`segmentation.contract.interpret` has every rule). Natural bounds are inferred: a column that is
+    never negative gets ``>= 0``, and one within [0, 1] gets ``<= 1`` as well, so later data that breaks
+    them is reported. ``columns`` (``data.columns``) overrides a column's kind and sets its weight. The
+    schema's ``columns_read`` says how each column was read and why. Tables read in chunks use
     :class:`SchemaScan`, which applies the same rules.
     """
     scan = SchemaScan(
@@ -251,9 +263,68 @@ def infer_schema(
         reference_date=reference_date,
         seed=seed,
         expected_rows=len(frame),
+        columns=columns,
     )
     scan.update(frame)
     return scan.schema()
 
 
-__all__ = ["SchemaScan", "detect_id_column", "infer_schema"]
+def apply_declared_overrides(
+    declared: TableSchema, columns: list[str], overrides: Mapping[str, ColumnOverride]
+) -> TableSchema:
+    """A declared schema (CC GENERAL) with ``data.columns`` weights and ``kind: ignore`` applied, and notes.
+
+    Every column of the table gets a note: the ID, each declared feature (its declared range), a declared
+    column set aside by ``kind: ignore``, and extra columns the declaration does not use.
+    """
+    specs: list[ColumnSpec] = []
+    notes: dict[str, ColumnNote] = {}
+    ignored: list[str] = []
+    for column in declared.columns:
+        override = overrides.get(column.name)
+        if override is not None and override.kind == "ignore":
+            ignored.append(column.name)
+            notes[column.name] = ColumnNote(
+                name=column.name, kind="ignored", reason="set in data.columns: kind ignore", used=False
+            )
+            continue
+        spec = column if override is None else column.model_copy(update={"weight": override.weight})
+        specs.append(spec)
+        notes[spec.name] = _declared_note(spec)
+    if declared.id_column:
+        notes[declared.id_column] = ColumnNote(
+            name=declared.id_column, kind="id", reason="the customer ID (declared)", used=False
+        )
+    for name in columns:
+        notes.setdefault(
+            name,
+            ColumnNote(name=name, kind="ignored", reason="not a column of the declared schema", used=False),
+        )
+    order = [*columns, *(n for n in notes if n not in columns)]
+    return declared.model_copy(
+        update={
+            "columns": tuple(specs),
+            "ignored_columns": (*declared.ignored_columns, *ignored),
+            "columns_read": tuple(notes[n] for n in order),
+        }
+    )
+
+
+def _declared_note(spec: ColumnSpec) -> ColumnNote:
+    bounds = []
+    if spec.min_value is not None:
+        bounds.append(f"{'>' if spec.min_exclusive else '>='} {spec.min_value:g}")
+    if spec.max_value is not None:
+        bounds.append(f"<= {spec.max_value:g}")
+    shown = f" ({', '.join(bounds)})" if bounds else ""
+    kind: NoteKind = "numeric"
+    if spec.min_value == 0.0 and spec.max_value == 1.0:
+        kind = "ratio"
+    elif spec.integer and spec.min_value is not None and spec.min_value >= 0:
+        kind = "count"
+    return ColumnNote(
+        name=spec.name, kind=kind, reason=f"declared numbers{shown}", used=True, weight=spec.weight
+    )
+
+
+__all__ = ["SchemaScan", "apply_declared_overrides", "detect_id_column", "infer_schema"]

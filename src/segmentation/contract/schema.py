@@ -17,7 +17,10 @@ from typing import Literal
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from segmentation.contract.notes import ColumnNote
+from segmentation.contract.values import level_codes
 
 
 class CCGeneral(pa.DataFrameModel):
@@ -64,11 +67,16 @@ def looks_like_cc_general(columns: list[str]) -> bool:
     return len(expected & set(columns)) >= 0.8 * len(expected)
 
 
-ColumnKind = Literal["numeric", "boolean", "categorical", "datetime"]
+ColumnKind = Literal["numeric", "boolean", "categorical", "datetime", "ordinal"]
 
 
 class ColumnSpec(BaseModel):
-    """One feature column of a table schema."""
+    """One feature column of a table schema.
+
+    ``categories``: a categorical column's levels (most frequent first), or an ordinal column's levels in
+    order (lowest first; a value is its rank, and any other value breaks the contract). ``weight``
+    multiplies the column's variance in the clustering space (:mod:`segmentation.preprocess`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,12 +89,15 @@ class ColumnSpec(BaseModel):
     # ``min_value`` itself is excluded (a value must be greater): CC GENERAL's credit limit is > 0.
     min_exclusive: bool = False
     categories: tuple[str, ...] = ()
+    weight: float = Field(1.0, ge=0)
 
 
 class TableSchema(BaseModel):
     """The input contract of a model: ID column, feature columns with kinds and ranges.
 
     Saved as ``schema.json`` in every bundle and used by training, serving and scoring alike.
+    ``columns_read`` says how every column of the training table was read and why (bundles that predate
+    it have none).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,6 +107,7 @@ class TableSchema(BaseModel):
     columns: tuple[ColumnSpec, ...]
     ignored_columns: tuple[str, ...] = ()
     reference_date: str | None = None
+    columns_read: tuple[ColumnNote, ...] = ()
 
     @property
     def feature_names(self) -> list[str]:
@@ -117,7 +129,9 @@ class TableSchema(BaseModel):
         """
         if self.kind == "cc_general":
             schema = CCGeneral.to_schema()
-            return schema if require_id else schema.remove_columns([CC_GENERAL_ID])
+            # Columns set aside (``kind: ignore``) are not part of the contract, as with inferred schemas.
+            dropped = [c for c in self.ignored_columns if c in schema.columns]
+            return schema.remove_columns(dropped if require_id else [CC_GENERAL_ID, *dropped])
         columns: dict[str, pa.Column] = {}
         if self.id_column is not None and require_id:
             columns[self.id_column] = pa.Column(str, unique=True, nullable=False, coerce=True)
@@ -143,6 +157,17 @@ def _pandera_column(spec: ColumnSpec) -> pa.Column:
         )
     if spec.kind == "datetime":
         return pa.Column("datetime64[ns]", nullable=spec.nullable, coerce=True)
+    if spec.kind == "ordinal":
+        levels = list(spec.categories)
+        return pa.Column(
+            nullable=spec.nullable,
+            coerce=False,
+            checks=[
+                pa.Check(
+                    lambda s: pd.Series(level_codes(s, levels) >= 0, index=s.index), name="ordinal_level"
+                )
+            ],
+        )
     return pa.Column(nullable=spec.nullable, coerce=False)
 
 
@@ -183,6 +208,7 @@ __all__ = [
     "CC_GENERAL_ID",
     "CCGeneral",
     "ColumnKind",
+    "ColumnNote",
     "ColumnSpec",
     "TableSchema",
     "cc_general_schema",

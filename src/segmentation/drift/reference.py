@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from segmentation.contract.schema import TableSchema
+from segmentation.contract.values import level_codes
 from segmentation.preprocess import Preprocessor
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def numeric_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def categorical_bins(series: pd.Series, levels: list[str]) -> np.ndarray:
     """Bin index per value: the level's position, ``len(levels)`` for other, ``len(levels) + 1`` missing."""
-    codes = pd.Categorical(series.astype("string"), categories=levels).codes.astype(np.int64)
+    codes = level_codes(series, levels)
     missing = series.isna().to_numpy()
     codes[(codes < 0) & ~missing] = len(levels)
     codes[missing] = len(levels) + 1

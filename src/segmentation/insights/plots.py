@@ -100,7 +100,10 @@ def plot_segments_2d(
 
 
 def plot_segment_card(seg: int, diffs: pd.Series, name: str, colour: str, path: Path, n: int = 10) -> Path:
-    """One segment's largest standardized differences from the population (its "profile card")."""
+    """One segment's largest effect sizes against the population (its "profile card").
+
+    Cohen's d for numeric, boolean and date columns, Cohen's h for a categorical level: one scale.
+    """
     chosen = sorted(diffs.items(), key=lambda item: (-abs(float(item[1])), str(item[0])))[:n][::-1]
     labels = [str(k) for k, _ in chosen]
     values = [float(v) for _, v in chosen]
@@ -109,21 +112,21 @@ def plot_segment_card(seg: int, diffs: pd.Series, name: str, colour: str, path: 
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set(
         title=f"Segment {seg}: {name}" if seg != NOISE else "Noise (no segment)",
-        xlabel="standard deviations from the population mean",
+        xlabel="effect size vs the population (Cohen's d; h for a categorical level)",
     )
     ax.tick_params(axis="y", labelsize=8)
     return _save(fig, path)
 
 
 def plot_profile_heatmap(diffs: pd.DataFrame, names: dict[int, str], path: Path) -> Path:
-    """Standardized mean of every feature per segment, diverging colours centred on the population."""
+    """Effect size of every feature per segment (Cohen's d or h), diverging colours centred on 0."""
     diffs = diffs.drop(index=NOISE, errors="ignore")
     limit = max(float(np.abs(diffs.to_numpy()).max()), 1e-6)
     fig, ax = plt.subplots(figsize=(max(8, 0.45 * diffs.shape[1]), 1.2 + 0.55 * len(diffs)))
     image = ax.imshow(diffs.to_numpy(), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit), aspect="auto")
     ax.set_xticks(range(diffs.shape[1]), labels=list(diffs.columns), rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(diffs)), labels=[_label(int(s), names) for s in diffs.index], fontsize=8)
-    ax.set_title("Segment profiles: standardized difference from the population mean")
+    ax.set_title("Segment profiles: effect size vs the population (Cohen's d; h for categorical levels)")
     fig.colorbar(image, ax=ax, label="standard deviations from the population mean")
     return _save(fig, path)
 
@@ -164,16 +167,31 @@ def plot_sizes(labels: np.ndarray, names: dict[int, str], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_k_selection(scores: dict[str, float | None], chosen: int, path: Path) -> Path:
-    """The criterion for every k tried, the chosen k marked."""
+def plot_k_selection(
+    scores: dict[str, float | None],
+    chosen: int,
+    path: Path,
+    stability: dict[str, float | None] | None = None,
+    threshold: float | None = None,
+) -> Path:
+    """Silhouette of every k tried, with its stability and threshold when measured; the chosen k marked."""
     ks = sorted(int(k) for k, v in scores.items() if v is not None)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(ks, [float(scores[str(k)] or 0.0) for k in ks], marker="o")
+    ax.plot(ks, [float(scores[str(k)] or 0.0) for k in ks], marker="o", label="silhouette")
     chosen_score = scores.get(str(chosen))
     if chosen_score is not None:
         ax.scatter([chosen], [chosen_score], s=150, facecolors="none", edgecolors="red", label="chosen")
-        ax.legend()
-    ax.set(title="Choosing k: silhouette (preprocessed space, sampled)", xlabel="k", ylabel="silhouette")
+    ax.set(
+        title="Choosing k: silhouette among stable k", xlabel="k", ylabel="silhouette (preprocessed space)"
+    )
+    measured = {int(k): v for k, v in (stability or {}).items() if v is not None}
+    if measured:
+        right = ax.twinx()
+        right.plot(sorted(measured), [measured[k] for k in sorted(measured)], marker="s", color="grey")
+        right.set_ylabel("stability (mean pairwise ARI)", color="grey")
+        if threshold is not None:
+            right.axhline(threshold, color="grey", linestyle=":", linewidth=1)
+    ax.legend(loc="lower left")
     return _save(fig, path)
 
 
@@ -199,6 +217,8 @@ def make_plots(
     k_scores: dict[str, float | None],
     chosen_k: int,
     history: list[dict[str, float]],
+    k_stability: dict[str, float | None] | None = None,
+    stability_threshold: float | None = None,
     max_points: int = 20_000,
     embedding: str = "pca",
     embedding_sample: int = 5_000,
@@ -235,7 +255,9 @@ def make_plots(
         "sizes": plot_sizes(labels, names, plots_dir / "sizes.png"),
     }
     if len(k_scores) > 1:
-        out["k_selection"] = plot_k_selection(k_scores, chosen_k, plots_dir / "k_selection.png")
+        out["k_selection"] = plot_k_selection(
+            k_scores, chosen_k, plots_dir / "k_selection.png", k_stability, stability_threshold
+        )
     if history:
         out["loss_history"] = plot_loss_history(history, plots_dir / "loss_history.png")
     colours = segment_colours([int(s) for s in diffs.index])

@@ -1,28 +1,58 @@
-"""Segment profiles and deterministic names.
+"""Segment profiles: what distinguishes each segment, as effect sizes on one scale, and the profile table.
 
-A profile describes each segment in the units of the original table (mean, median, and an index vs the
-population: segment mean / population mean x 100) and lists its most distinguishing features: the
-largest standardized differences, read in the preprocessed space where every feature has population
-mean 0 and standard deviation 1. Names are derived from those features ("high cash advance, low
-purchases"), so the same model always gets the same names.
+What distinguishes a segment (:func:`segment_effects`) is read as a standardized effect size, so numeric and
+categorical features rank together:
+
+* numeric, boolean and date columns: Cohen's d, the segment mean minus the population mean over the
+  population standard deviation, in the preprocessed space (imputed, clipped, unskewed; dates as days before
+  the reference date);
+* a categorical level: Cohen's h, ``2 asin(sqrt(p_segment)) - 2 asin(sqrt(p_overall))``, from the level's
+  share of the segment's and of all customers in the *original* values (never from the one-hot columns,
+  whose scale is the preprocessing's business). The two levels of a binary column get opposite signs.
+
+A feature is *distinguishing* when ``|effect| >= effect_floor(n, N, m)`` (:func:`effect_floor`): at least
+Cohen's "small" effect (0.2), and far enough above sampling noise that no pure-noise feature passes. A
+categorical level must also pass an exact test (:func:`level_p_values`): h's error is ``sqrt(1/n - 1/N)``
+only when the segment holds a fair number of the level's customers, and a rare level (1 % of customers)
+missing from a segment by chance has h = -0.2. Names
+and descriptions (:mod:`segmentation.insights.naming`) are built from the distinguishing features, so the
+same model always gets the same names.
+
+The profile (:func:`build_profile`) describes each segment in the units of the original table (mean, median
+and an index vs the population: segment mean / population mean x 100; level shares and their index).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from segmentation.clustering import NOISE
+from segmentation.contract.schema import TableSchema
+from segmentation.contract.values import category_text, level_codes
 from segmentation.data.chunks import map_chunks
 from segmentation.errors import ConfigError
+from segmentation.insights.naming import (
+    MIN_EFFECT,
+    Feature,
+    describe_segment,
+    is_yes_no,
+    needs_column,
+    rank,
+    segment_names,
+)
 
-_NAME_FEATURES = 2
-_MAX_NAME_FEATURES = 4
-
+#: Family-wise error rate of the noise floor: the chance that any pure-noise feature of any segment of a
+#: model is called distinguishing (Bonferroni over every segment x feature tested).
+FAMILY_ERROR = 0.05
+#: The most distinguishing features kept per segment (``segments.json``, names, descriptions, report).
+MAX_FEATURES = 20
 
 _CHUNK_ROWS = 65_536
 
@@ -30,8 +60,10 @@ _CHUNK_ROWS = 65_536
 def standardized_differences(x: np.ndarray, labels: np.ndarray, feature_names: list[str]) -> pd.DataFrame:
     """Mean of every preprocessed feature per segment (rows: segments, columns: features).
 
-    The preprocessed space is standardized on the training population, so these are standardized
-    differences from the population mean.
+    These are each segment's centroid in the preprocessed space (segment-ID alignment and the bundle use
+    them). With ``preprocess.scale: standard`` a numeric column's mean is its standardized difference from
+    the population; a one-hot column's is *not* (it depends on how levels are encoded): compare segments
+    with :func:`segment_effects` instead.
     """
     segments, codes = np.unique(labels, return_inverse=True)
     sums = np.zeros((len(segments), x.shape[1]))
@@ -53,50 +85,223 @@ def row(frame: pd.DataFrame, key: Any) -> pd.Series:
 
 
 def top_features(diffs: pd.Series, n: int = 3) -> list[tuple[str, float]]:
-    """The ``n`` features with the largest absolute standardized difference (ties broken by name)."""
+    """The ``n`` features with the largest absolute value (ties broken by name)."""
     ordered = sorted(diffs.items(), key=lambda item: (-abs(float(item[1])), str(item[0])))
     return [(str(name), float(value)) for name, value in ordered[:n]]
 
 
-def _readable(feature: str) -> str:
-    text = feature.replace("=", " ").replace("_", " ").replace("-", " ")
-    return re.sub(r"\s+", " ", text).strip().lower()
+def effect_floor(n_segment: int, n_rows: int, n_tests: int) -> float:
+    """The least |effect| (Cohen's d or h) that counts as distinguishing in a segment of ``n_segment`` rows.
 
-
-def segment_names(diffs: pd.DataFrame) -> dict[int, str]:
-    """A short, deterministic, unique name per segment from its top distinguishing features.
-
-    Each name lists the two largest standardized differences as "high X" / "low Y"; segments whose
-    names would collide get further features (up to four), then their ID. Noise is "noise".
+    ``max(MIN_EFFECT, z * sqrt(1/n - 1/N))`` with ``z`` the two-sided normal quantile at
+    ``FAMILY_ERROR / n_tests`` (Bonferroni). Why: for a feature independent of the segment, both d and h
+    estimated on ``n`` of ``N`` rows have a standard error of about ``sqrt(1/n - 1/N)`` (h is
+    variance-stabilized: its error does not depend on the share); so with ``m`` segment x feature tests,
+    a pure-noise feature passes the floor anywhere in the model with probability at most 5%. The 0.2 (Cohen's
+    "small") keeps tiny but precisely measured differences of large segments out of the names. For
+    ``m = 500`` (z = 3.9): n = 100 -> 0.39, n = 400 -> 0.2; n = 25 -> 0.78.
     """
-    names: dict[int, str] = {}
-    width = {int(seg): _NAME_FEATURES for seg in diffs.index}
+    if n_segment <= 0:
+        return math.inf
+    z = NormalDist().inv_cdf(1.0 - FAMILY_ERROR / (2.0 * max(n_tests, 1)))
+    noise = math.sqrt(max(1.0 / n_segment - 1.0 / max(n_rows, 1), 0.0))
+    return max(MIN_EFFECT, z * noise)
 
-    def render(seg: int) -> str:
-        # Skip near-repeats in the same direction ("cash advance", then "cash advance trx"): features of
-        # one family are strongly correlated, so a second one adds length, not meaning.
-        chosen: list[tuple[str, float]] = []
-        for name, value in top_features(row(diffs, seg), len(diffs.columns)):
-            label = _readable(name)
-            if any((value > 0) == (v > 0) and label.split()[0] == c.split()[0] for c, v in chosen):
-                continue
-            chosen.append((label, value))
-            if len(chosen) == width[seg]:
-                break
-        return ", ".join(f"{'high' if value > 0 else 'low'} {label}" for label, value in chosen)
 
-    for seg in diffs.index:
-        names[int(seg)] = "noise" if seg == NOISE else render(int(seg))
-    for _ in range(_MAX_NAME_FEATURES - _NAME_FEATURES):
-        clashes = {n for n in names.values() if list(names.values()).count(n) > 1}
-        if not clashes:
-            break
-        for seg, name in list(names.items()):
-            if name in clashes and seg != NOISE:
-                width[seg] += 1
-                names[seg] = render(seg)
-    counts = pd.Series(list(names.values())).value_counts()
-    return {seg: (f"{name} (segment {seg})" if counts[name] > 1 else name) for seg, name in names.items()}
+def level_p_values(counts: np.ndarray, sizes: np.ndarray, totals: np.ndarray, n_rows: int) -> np.ndarray:
+    """Two-sided exact p-values of each segment's count of each level, if segments were random draws.
+
+    A segment of ``n`` of the ``N`` customers, ``K`` of whom hold the level, holds a hypergeometric
+    number of them when the level has nothing to do with the segments; the p-value is twice the smaller
+    tail at the observed count (at most 1).
+
+    Args:
+        counts: customers at each level in each segment (``segments x levels``).
+        sizes: customers per segment.
+        totals: customers at each level overall.
+        n_rows: all customers.
+    """
+    from scipy.stats import hypergeom  # scipy comes with scikit-learn; imported only where it is used
+
+    n = np.asarray(sizes)[:, None]
+    k = np.asarray(totals)[None, :]
+    lower = hypergeom.cdf(counts, n_rows, k, n)
+    upper = hypergeom.sf(counts - 1, n_rows, k, n)
+    return np.asarray(np.minimum(1.0, 2.0 * np.minimum(lower, upper)), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class SegmentEffects:
+    """Every feature's effect size in every segment, ranked, with each segment's noise floor.
+
+    Attributes:
+        effects: Cohen's d (numeric, boolean and date columns) or h (``column=level``) per segment (rows:
+            segment IDs; columns: :attr:`Feature.name`, numeric columns first, then levels).
+        ranked: every feature of each segment, largest |effect| first (:func:`naming.rank`).
+        floors: each segment's :func:`effect_floor`.
+        sizes: rows per segment.
+        chance: per segment, the levels (``column=level``) whose count there fails the exact test
+            (:func:`level_p_values` at the floor's family-wise error): never distinguishing.
+    """
+
+    effects: pd.DataFrame
+    ranked: dict[int, list[Feature]]
+    floors: dict[int, float]
+    sizes: dict[int, int]
+    chance: dict[int, frozenset[str]]
+
+    def distinguishing(self, seg: int) -> list[Feature]:
+        """The segment's features with |effect| at or above its floor, ranked (at most ``MAX_FEATURES``)."""
+        floor, chance = self.floors[seg], self.chance[seg]
+        return [f for f in self.ranked[seg] if abs(f.effect) >= floor and f.name not in chance][:MAX_FEATURES]
+
+    def ranking(self) -> dict[int, list[Feature]]:
+        """:meth:`distinguishing` of every segment: what :func:`naming.segment_names` takes."""
+        return {seg: self.distinguishing(seg) for seg in self.ranked}
+
+    def descriptions(self) -> dict[int, str]:
+        """One sentence per segment (:func:`naming.describe_segment`)."""
+        n = sum(self.sizes.values())
+        return {
+            seg: describe_segment(seg, self.sizes[seg] / n, self.distinguishing(seg), self.floors[seg])
+            for seg in self.ranked
+        }
+
+    def summary_fields(self) -> dict[int, dict[str, Any]]:
+        """Per segment, what ``segments.json`` stores beside the centroid (see ``bundle.segment_summary``)."""
+        descriptions = self.descriptions()
+        return {
+            seg: {
+                "effects": [float(v) for v in self.effects.loc[seg].to_numpy(np.float64)],
+                "effect_floor": float(self.floors[seg]),
+                "features": [f.to_dict() for f in self.distinguishing(seg)],
+                "description": descriptions[seg],
+            }
+            for seg in self.ranked
+        }
+
+
+def _population_moments(x: np.ndarray, columns: list[int], centre: np.ndarray) -> np.ndarray:
+    """Population standard deviation of some columns of ``x``, a row chunk at a time (float64).
+
+    ``centre`` is the columns' population mean: deviations are summed from it, so large uncentred values
+    lose no precision.
+    """
+    squares = np.zeros(len(columns))
+    for start in range(0, len(x), _CHUNK_ROWS):
+        block = np.asarray(x[start : start + _CHUNK_ROWS])[:, columns].astype(np.float64) - centre
+        squares += np.einsum("ij,ij->j", block, block)
+    return np.sqrt(squares / max(len(x), 1))
+
+
+def _numeric_effects(
+    x: np.ndarray, centroids: pd.DataFrame, sizes: np.ndarray, columns: list[str]
+) -> np.ndarray:
+    """Cohen's d of numeric columns per segment: (segment mean - population mean) / population SD."""
+    means = centroids[columns].to_numpy(np.float64)
+    population = sizes @ means / max(int(sizes.sum()), 1)
+    index = {name: j for j, name in enumerate(centroids.columns)}
+    spread = _population_moments(x, [index[c] for c in columns], population)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(spread > 1e-12, (means - population) / spread, 0.0)
+
+
+def _level_shares(values: pd.Series, levels: list[str], codes: np.ndarray, k: int) -> np.ndarray:
+    """Share of each segment's rows at each level (``k x levels``).
+
+    Missing and unseen values count as rows at no level.
+    """
+    level = level_codes(values, levels)
+    width = len(levels) + 1
+    counts = np.bincount(codes * width + (level + 1), minlength=k * width).reshape(k, width)[:, 1:]
+    return counts / np.maximum(np.bincount(codes, minlength=k), 1)[:, None]
+
+
+def segment_effects(
+    x: np.ndarray,
+    labels: np.ndarray,
+    feature_names: list[str],
+    schema: TableSchema,
+    read_column: Callable[[str], pd.Series] | None = None,
+    *,
+    centroids: pd.DataFrame | None = None,
+) -> SegmentEffects:
+    """Effect sizes of every feature in every segment, ranked, with each segment's floor.
+
+    Cohen's d for numeric, boolean and date columns, Cohen's h for categorical levels (see the module
+    docstring).
+
+    Categorical columns are those of kind ``categorical`` in ``schema``; their ``column=level`` columns of
+    ``x`` are never read: level shares come from the original values (``read_column``), so the one-hot
+    encoding's scale does not matter. Missing and unseen values belong to no level.
+
+    Args:
+        x: the preprocessed matrix (rows x ``feature_names``), read a row chunk at a time.
+        labels: segment per row (-1 noise).
+        feature_names: columns of ``x`` (``Preprocessor.feature_names_out_``).
+        schema: the table schema (column kinds and categorical levels).
+        read_column: a categorical column's original values, one row per row of ``x``; needed when the
+            schema has categorical columns.
+        centroids: :func:`standardized_differences` of ``x``, when already computed.
+    """
+    labels = np.asarray(labels)
+    segments, codes = np.unique(labels, return_inverse=True)
+    sizes = np.bincount(codes, minlength=len(segments))
+    k = len(segments)
+    if centroids is None:
+        centroids = standardized_differences(x, labels, feature_names)
+    dense = [c for c in schema.columns if c.kind != "categorical"]
+    blocks = [_numeric_effects(x, centroids, sizes, [c.name for c in dense])]
+    features: list[list[Feature]] = [
+        [Feature(c.name, c.kind, float(blocks[0][i, j])) for j, c in enumerate(dense)] for i in range(k)
+    ]
+    names = [c.name for c in dense]
+    categorical = [c for c in schema.columns if c.kind == "categorical"]
+    every_level = [str(level) for c in categorical for level in c.categories]
+    level_names: list[str] = []
+    p_values: list[np.ndarray] = []
+    for spec in categorical:
+        if read_column is None:
+            raise ValueError(f"segment_effects: categorical column {spec.name!r} needs read_column")
+        levels = [str(level) for level in spec.categories]
+        shares = _level_shares(read_column(spec.name), levels, codes, k)
+        overall = sizes @ shares / max(int(sizes.sum()), 1)
+        h = 2 * np.arcsin(np.sqrt(shares)) - 2 * np.arcsin(np.sqrt(overall))
+        blocks.append(h)
+        level_names += [f"{spec.name}={level}" for level in levels]
+        counts = np.rint(shares * sizes[:, None])
+        p_values.append(level_p_values(counts, sizes, counts.sum(axis=0), int(sizes.sum())))
+        names += [f"{spec.name}={level}" for level in levels]
+        yes_no = is_yes_no(levels)
+        for i in range(k):
+            features[i] += [
+                Feature(
+                    spec.name,
+                    "categorical",
+                    float(h[i, j]),
+                    level,
+                    float(shares[i, j]),
+                    float(overall[j]),
+                    yes_no=yes_no,
+                    qualified=needs_column(level, every_level),
+                )
+                for j, level in enumerate(levels)
+            ]
+    segment_ids = [int(s) for s in segments]
+    tests = sum(1 for s in segment_ids if s != NOISE) * len(names)
+    n = int(sizes.sum())
+    p = np.hstack(p_values) if p_values else np.ones((k, 0))
+    alpha = FAMILY_ERROR / max(tests, 1)
+    return SegmentEffects(
+        effects=pd.DataFrame(np.hstack(blocks), index=pd.Index(segment_ids, name="segment"), columns=names),
+        ranked={seg: rank(features[i]) for i, seg in enumerate(segment_ids)},
+        floors={seg: effect_floor(int(sizes[i]), n, tests) for i, seg in enumerate(segment_ids)},
+        sizes={seg: int(sizes[i]) for i, seg in enumerate(segment_ids)},
+        chance={
+            seg: frozenset(name for j, name in enumerate(level_names) if p[i, j] > alpha)
+            for i, seg in enumerate(segment_ids)
+        },
+    )
 
 
 def resolve_names(
@@ -149,33 +354,39 @@ def _nan_stat(fn: Any, values: np.ndarray) -> float:
 
 def build_profile(
     raw: pd.DataFrame | Iterable[tuple[str, np.ndarray]],
-    diffs: pd.DataFrame,
     labels: np.ndarray,
-    names: dict[int, str] | None = None,
+    features: Mapping[int, Sequence[Feature]],
+    names: Mapping[int, str],
     n_top: int = 3,
     categorical: pd.DataFrame | None = None,
+    *,
+    descriptions: Mapping[int, str] | None = None,
+    effects: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per segment: name, size, share, top features, and per-feature statistics.
+    """One row per segment: name, description, size, share, top features, and per-feature statistics.
 
     For every numeric (and boolean, date) column: the segment mean, median and index vs the population
     (segment mean / population mean x 100). For every categorical column and level: the share of the
-    segment's customers at that level and its index vs the population share.
+    segment's customers at that level and its index vs the population share. With ``effects``, every
+    feature's effect size too (``FEATURE__effect``: Cohen's d or h).
 
     Columns are processed one at a time, so ``raw`` may be a generator of ``(name, values)`` pairs and
     memory stays at one column of the table, whatever its width.
 
     Args:
         raw: original-unit numeric values (NaN allowed): a DataFrame or ``(name, values)`` pairs.
-        diffs: standardized differences per segment (:func:`standardized_differences`).
         labels: segment per row (-1 noise).
-        names: segment names; derived with :func:`segment_names` when None.
+        features: each segment's distinguishing features, ranked (:meth:`SegmentEffects.ranking`, or the
+            bundle's ``SegmentationModel.segment_features``); ``top_features`` lists the first ``n_top``.
+        names: segment names.
         n_top: how many distinguishing features to list.
         categorical: original categorical columns (missing values count as their own level).
+        descriptions: one sentence per segment (:meth:`SegmentEffects.descriptions`).
+        effects: :attr:`SegmentEffects.effects` (rows: segments).
     """
-    names = names or segment_names(diffs)
     labels = np.asarray(labels)
     n = len(labels)
-    segments = [int(s) for s in diffs.index]
+    segments = [int(s) for s in np.unique(labels)]
     order, slices = _segment_slices(labels, segments)
     pairs = (
         ((str(c), raw[c].to_numpy(np.float64)) for c in raw.columns) if isinstance(raw, pd.DataFrame) else raw
@@ -197,22 +408,44 @@ def build_profile(
         stats[f"{column}__index"] = [m / base * 100 if base != 0 else float("nan") for m in means]
     if categorical is not None:
         for column in categorical.columns:
-            levels = categorical[column].astype("string").fillna("<missing>")
+            levels = category_text(categorical[column]).fillna("<missing>")
             shares = pd.crosstab(labels, levels, normalize="index").reindex(segments).fillna(0.0)
             overall = levels.value_counts(normalize=True)
             for level in sorted(overall.index):
                 stats[f"{column}={level}__share"] = shares[level].tolist()
                 stats[f"{column}={level}__index"] = (shares[level] / overall[level] * 100).tolist()
+    if effects is not None:
+        aligned = effects.reindex(segments)
+        for name in aligned.columns:
+            stats[f"{name}__effect"] = aligned[name].tolist()
     sizes = np.array([part.stop - part.start for part in slices], dtype=np.int64)
     head = pd.DataFrame(
         {
             "segment": segments,
             "name": [names[s] for s in segments],
+            "description": [(descriptions or {}).get(s, "") for s in segments],
             "size": sizes,
             "share": sizes / n,
             "top_features": [
-                "; ".join(f"{f} {v:+.2f}" for f, v in top_features(row(diffs, s), n_top)) for s in segments
+                "; ".join(f.summary for f in list(features.get(s, []))[:n_top]) for s in segments
             ],
         }
     )
     return pd.concat([head, pd.DataFrame(stats)], axis=1)
+
+
+__all__ = [
+    "FAMILY_ERROR",
+    "MAX_FEATURES",
+    "MIN_EFFECT",
+    "Feature",
+    "SegmentEffects",
+    "build_profile",
+    "effect_floor",
+    "resolve_names",
+    "row",
+    "segment_effects",
+    "segment_names",
+    "standardized_differences",
+    "top_features",
+]

@@ -1,6 +1,6 @@
 """The run report a marketing team reads: ``report.html`` (self-contained) and ``report.md``.
 
-The content is built once as a list of blocks (headings, paragraphs, tables, images, warnings) and
+The content is built once as a list of blocks (headings, paragraphs, tables, images, the verdict) and
 rendered twice: Markdown links the PNGs in ``plots/``; HTML embeds them as base64 data URIs so the file
 can be mailed or attached to a ticket on its own.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,21 @@ import pandas as pd
 import yaml
 
 from segmentation.clustering import NOISE
+from segmentation.config import VerdictConfig
+from segmentation.contract.notes import ColumnNote, columns_read_table
 from segmentation.data.io import write_text
+from segmentation.insights.naming import Feature, features_of
 from segmentation.insights.profiles import row, top_features
+from segmentation.verdict import CRITICAL, MEANING, judge
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When the report warns (shares of all customers)."""
+    """The segment-size and noise warnings' thresholds (shares of all customers).
+
+    A run's warnings are judged at training and read from its metrics; these only judge a run trained
+    before verdicts existed (see :func:`report_verdict`).
+    """
 
     small_segment: float = 0.02
     large_segment: float = 0.60
@@ -78,41 +88,49 @@ class Warnings:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """The run's verdict (strong, usable, weak), what it means, and the warnings behind it."""
+
+    verdict: str
+    meaning: str
+    items: list[str]
+
+
+@dataclass(frozen=True)
 class Code:
     """Preformatted text (the configuration)."""
 
     text: str
 
 
-Block = Heading | Para | Bullets | Table | Image | Warnings | Code
+Block = Heading | Para | Bullets | Table | Image | Warnings | Verdict | Code
 
 
 # ----------------------------------------------------------------------------------------- content
-def report_warnings(
-    segments: list[dict[str, Any]], noise_fraction: float, thresholds: Thresholds
-) -> list[str]:
-    """Tiny segments, a dominant segment, too much noise: what to check before acting on the result."""
-    out = []
-    for seg in segments:
-        if seg["id"] == NOISE:
-            continue
-        label = f"segment {seg['id']} ({seg['name']})"
-        if seg["share"] < thresholds.small_segment:
-            out.append(
-                f"{label} holds {seg['share']:.1%} of customers ({seg['size']:,}), under "
-                f"{thresholds.small_segment:.0%}: too small to target on its own; consider fewer segments."
-            )
-        if seg["share"] > thresholds.large_segment:
-            out.append(
-                f"{label} holds {seg['share']:.1%} of customers, over {thresholds.large_segment:.0%}: "
-                "the segmentation barely splits the base; consider more segments or other features."
-            )
-    if noise_fraction > thresholds.noise:
-        out.append(
-            f"{noise_fraction:.1%} of customers are noise (in no segment), over {thresholds.noise:.0%}: "
-            "the density clusterer's parameters may be too strict."
+def report_verdict(metrics: dict[str, Any], thresholds: Thresholds) -> Verdict:
+    """The verdict and warnings ``metrics.json`` holds, for the report's first screen.
+
+    A run trained before verdicts existed has none in its metrics: it is judged here, from the metrics it
+    has, with the default verdict thresholds and ``thresholds`` (checks whose metrics it lacks are skipped,
+    and the meaning says so).
+    """
+    judged, note = metrics, ""
+    if "verdict" not in metrics:
+        judged = judge(
+            metrics,
+            VerdictConfig(),
+            small_segment_share=thresholds.small_segment,
+            large_segment_share=thresholds.large_segment,
+            noise_share=thresholds.noise,
         )
-    return out
+        note = " (judged when this report was built: the run predates verdicts, so some checks are missing)"
+    warnings = judged.get("warnings") or []
+    verdict = str(judged.get("verdict", "n/a"))
+    return Verdict(
+        verdict,
+        MEANING.get(verdict, "") + note,
+        [("Critical: " if w.get("severity") == CRITICAL else "") + str(w["message"]) for w in warnings],
+    )
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -164,6 +182,7 @@ class ReportContext:
     plots: dict[str, str]
     thresholds: Thresholds = field(default_factory=Thresholds)
     feature_count: int = 0
+    columns_read: Sequence[ColumnNote] = ()
 
 
 def build_blocks(ctx: ReportContext, run_dir: Path) -> list[Block]:
@@ -187,13 +206,14 @@ def build_blocks(ctx: ReportContext, run_dir: Path) -> list[Block]:
             f"{metrics.get('n_clusters', len(ctx.segments))} segments. Trained "
             f"{ctx.manifest.get('created_at', '?')} (code {ctx.manifest.get('code_version', '?')})."
         ),
-        Heading(2, "Warnings"),
-        Warnings(report_warnings(ctx.segments, float(metrics.get("noise_fraction", 0.0)), ctx.thresholds)),
-        Heading(2, "Run summary"),
-        Table(["", "value"], _summary_rows(ctx, metrics, data, config)),
+        Heading(2, "Verdict"),
+        report_verdict(metrics, ctx.thresholds),
         Heading(2, "Segments at a glance"),
         _glance_table(ctx, stability),
     ]
+    if ctx.columns_read:
+        blocks += [Heading(2, "How each column was read"), _columns_table(ctx.columns_read)]
+    blocks += [Heading(2, "Run summary"), Table(["", "value"], _summary_rows(ctx, metrics, data, config))]
     blocks += image("sizes", "Segment sizes")
     blocks += image("segments_2d", "Customers in two dimensions, coloured by segment")
     blocks += image("profile_heatmap", "Standardized difference of every feature per segment")
@@ -203,6 +223,7 @@ def build_blocks(ctx: ReportContext, run_dir: Path) -> list[Block]:
         blocks += _segment_section(ctx, seg, stability)
         blocks += image("segment_noise" if sid == NOISE else f"segment_{sid}", f"Profile of segment {sid}")
     blocks += [Heading(2, "Stability"), _stability_para(stability), Heading(2, "How the model was chosen")]
+    blocks += _k_selection_blocks(metrics.get("k_selection") or {})
     blocks += image("k_selection", "Criterion for every number of segments tried")
     blocks += image("loss_history", "Autoencoder loss per epoch")
     blocks += [
@@ -239,6 +260,10 @@ def _summary_rows(
         ["Calinski-Harabasz", _num(metrics.get("calinski_harabasz"))],
         ["noise", f"{float(metrics.get('noise_fraction', 0.0)):.1%}"],
         ["bundle reproduces training labels", f"{float(metrics.get('assignment_agreement', 1.0)):.2%}"],
+        [
+            "segment rules (held-out fidelity)",
+            _num((metrics.get("rules") or {}).get("fidelity"), 2),
+        ],
         ["stability (mean pairwise ARI)", _num(stability.get("ari_pairwise_mean"))],
         ["seed", str(config.get("seed", "?"))],
     ]
@@ -248,21 +273,53 @@ def _summary_rows(
     return summary
 
 
+def _two(value: float | None) -> str:
+    """A share with two decimals (``n/a`` when not measured)."""
+    return "n/a" if value is None else f"{float(value):.2f}"
+
+
+_PLAIN_COLUMNS = 25
+"""Past this many columns, numeric columns used as they are share one summary line in the column table."""
+
+
+def _columns_table(notes: Sequence[ColumnNote]) -> Table:
+    """How each column was read; on a wide table the plain numeric ones (used, weight 1) are one line."""
+    header, rows = columns_read_table(notes)
+    if len(rows) <= _PLAIN_COLUMNS:
+        return Table(header, rows)
+    plain = [r for r in rows if r[1] in {"numeric", "count", "ratio"} and r[2] == "yes"]
+    shown = [r for r in rows if r not in plain]
+    summary = (
+        f"{len(plain)} more: " + ", ".join(r[0] for r in plain[:8]) + (", ..." if len(plain) > 8 else "")
+    )
+    return Table(header, [*shown, [summary, "numeric", "yes", "numbers used as they are"]])
+
+
 def _glance_table(ctx: ReportContext, stability: dict[str, Any]) -> Table:
-    """One row per segment: name, size, share, stability, top features."""
-    return Table(
-        ["ID", "name", "customers", "share", "stability (Jaccard)", "distinguishing features"],
-        [
+    """One row per segment: name, share, its rule with precision and recall, stability.
+
+    Bundles that predate rules show the top distinguishing features in the rule's place.
+    """
+    rows = []
+    for seg in ctx.segments:
+        if seg.get("rule"):
+            rule = f"{seg['rule']} ({_two(seg.get('rule_precision'))} / {_two(seg.get('rule_recall'))})"
+        elif features_of(seg):
+            rule = "; ".join(f.summary for f in features_of(seg)[:3])
+        else:
+            rule = ", ".join(f"{f} {v:+.2f}" for f, v in top_features(ctx.centroids.loc[seg["id"]], 3))
+        rows.append(
             [
                 str(seg["id"]),
                 seg["name"],
-                _num(int(seg["size"])),
                 f"{seg['share']:.1%}",
+                _num(int(seg["size"])),
+                rule,
                 _num((stability.get("jaccard_per_segment") or {}).get(str(seg["id"]))),
-                ", ".join(f"{f} {v:+.2f}" for f, v in top_features(ctx.centroids.loc[seg["id"]], 3)),
             ]
-            for seg in ctx.segments
-        ],
+        )
+    return Table(
+        ["ID", "name", "share", "customers", "rule (precision / recall)", "stability (Jaccard)"], rows
     )
 
 
@@ -280,10 +337,64 @@ def _segment_section(ctx: ReportContext, seg: dict[str, Any], stability: dict[st
             + (f"; stability (Jaccard) {jaccard:.2f}." if jaccard is not None else ".")
         ),
     ]
+    if seg.get("description"):  # its share is in the line above
+        described = re.sub(r"^[\d.]+% of customers; ", "", str(seg["description"]))
+        blocks.append(Para(described[:1].upper() + described[1:]))
     profile = ctx.profile.set_index("segment")
-    if sid in profile.index:
+    features = features_of(seg)
+    if features:
+        blocks.append(Bullets(feature_lines(features, row(profile, sid) if sid in profile.index else None)))
+    elif sid in profile.index:  # a bundle that predates effect sizes
         blocks.append(Bullets(highlights(row(profile, sid), row(ctx.centroids, sid))))
+    if seg.get("rule"):
+        blocks.append(
+            Para(
+                f"Rule: {seg['rule']} (precision {_two(seg.get('rule_precision'))}, recall "
+                f"{_two(seg.get('rule_recall'))} on customers the rule was not fitted on)."
+            )
+        )
     return blocks
+
+
+def feature_lines(features: Sequence[Feature], profile_row: pd.Series | None) -> list[str]:
+    """A segment's distinguishing features, largest effect first, each with its effect size.
+
+    Numeric features add their mean in original units against the population's (from ``profile.csv``);
+    categorical levels carry their shares in the clause itself.
+    """
+    lines = []
+    for feature in features[:5]:
+        line = feature.clause
+        if profile_row is not None and feature.kind != "categorical":
+            mean, index = (
+                profile_row.get(f"{feature.column}__mean"),
+                profile_row.get(f"{feature.column}__index"),
+            )
+            if mean is not None and index is not None and not pd.isna(index) and index != 0:
+                line += f"; mean {_num(float(mean))} vs {_num(float(mean) / float(index) * 100)} overall"
+        lines.append(line)
+    return lines
+
+
+def _k_selection_blocks(k_sel: dict[str, Any]) -> list[Block]:
+    """The k rule in words and every k tried with its silhouette and stability (when k was searched)."""
+    scores = k_sel.get("scores") or {}
+    if "rule" not in k_sel or len(scores) < 2:
+        return []
+    stability = k_sel.get("stability") or {}
+    chosen, stable = str(k_sel.get("chosen_k")), {str(k) for k in k_sel.get("stable_k") or []}
+    text = f"k = {chosen}, chosen over {k_sel.get('k_min')}..{k_sel.get('k_max')} by {k_sel['rule']}."
+    if "stability_resamples" in k_sel:
+        text += (
+            f" A k's stability: its model refitted on {k_sel['stability_resamples']} subsamples of "
+            f"{float(k_sel['stability_fraction']):.0%} of {int(k_sel['stability_rows']):,} customers, "
+            "mean adjusted Rand index between the refits on the customers they share."
+        )
+    rows = [
+        [k, _num(score), _num(stability.get(k)), "chosen" if k == chosen else "stable" if k in stable else ""]
+        for k, score in sorted(scores.items(), key=lambda item: int(item[0]))
+    ]
+    return [Para(text), Table(["k", "silhouette", "stability", ""], rows)]
 
 
 def _stability_para(stability: dict[str, Any]) -> Para:
@@ -325,6 +436,10 @@ def render_markdown(blocks: list[Block]) -> str:
             case Warnings(items):
                 lines += [*(f"- **Warning:** {item}" for item in items)] if items else ["No warnings."]
                 lines.append("")
+            case Verdict(verdict, meaning, items):
+                lines += [f"**Verdict: {verdict}**: {meaning}.", ""]
+                lines += [*(f"- **Warning:** {item}" for item in items)] if items else ["No warnings."]
+                lines.append("")
             case Code(text):
                 lines += ["```yaml", text, "```", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -337,7 +452,8 @@ h1{border-bottom:2px solid #1f77b4;padding-bottom:.2em}h2{margin-top:1.8em;borde
 table{border-collapse:collapse;margin:1em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:.3em .6em;
 text-align:left;vertical-align:top}th{background:#f3f5f8}img{max-width:100%;height:auto;display:block;
 margin:1em 0}.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.6em 1em}
-.ok{background:#eef8ee;border-left:4px solid #3a3;padding:.6em 1em}pre{background:#f6f8fa;padding:1em;
+.ok{background:#eef8ee;border-left:4px solid #3a3;padding:.6em 1em}
+.weak{background:#fdecec;border-left:4px solid #c33;padding:.6em 1em}pre{background:#f6f8fa;padding:1em;
 overflow:auto;font-size:.85em}
 """
 
@@ -376,6 +492,13 @@ def render_html(blocks: list[Block], run_dir: Path) -> str:
                     )
                 else:
                     body.append('<div class="ok">No warnings.</div>')
+            case Verdict(verdict, meaning, items):
+                style = {"strong": "ok", "weak": "weak"}.get(verdict, "warn")
+                body.append(
+                    f'<div class="{style}"><p><strong>Verdict: {esc(verdict)}</strong>: {esc(meaning)}.</p>'
+                    + ("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>" if items else "")
+                    + ("</div>" if items else "<p>No warnings.</p></div>")
+                )
             case Code(text):
                 body.append(f"<pre>{esc(text)}</pre>")
     return (

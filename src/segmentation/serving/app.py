@@ -61,13 +61,21 @@ def describe(model: SegmentationModel, meta: dict[str, Any]) -> dict[str, Any]:
         "data_hash": model.manifest.get("data", {}).get("content_hash"),
         "clusterer": model.clusterer.kind,
         "featurizer": model.featurizer.kind,
-        "segments": [
-            {"id": int(s["id"]), "name": s["name"], "share": s["share"]} for s in model.segments["segments"]
-        ],
+        "segments": [_segment_info(s) for s in model.segments["segments"]],
+        "verdict": model.manifest.get("metrics", {}).get("verdict"),
         "id_column": schema.id_column,
         "features": schema.feature_names,
         "schema": schema.model_dump(mode="json"),
     }
+
+
+def _segment_info(segment: dict[str, Any]) -> dict[str, Any]:
+    """A segment as ``/info`` shows it: ID, name, share, description and rule (when the bundle has them)."""
+    info = {"id": int(segment["id"]), "name": segment["name"], "share": segment["share"]}
+    for key in ("description", "rule", "rule_precision", "rule_recall"):
+        if segment.get(key) is not None:
+            info[key] = segment[key]
+    return info
 
 
 def _warmup_frame(model: SegmentationModel) -> pd.DataFrame:

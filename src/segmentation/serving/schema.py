@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -68,12 +68,22 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
         kind = bool
     elif spec.kind == "datetime":
         kind = dt.datetime | dt.date
+    elif spec.kind == "ordinal":
+        # The levels, and integer levels as JSON numbers too (a score 1-5 arrives as 1, not "1").
+        numbers = [int(level) for level in spec.categories if _INTEGER.fullmatch(level)]
+        kind = Literal[(*spec.categories, *numbers)]
+        description += f" (levels in order: {' < '.join(spec.categories)}; any other value is rejected)"
     else:
-        kind = Annotated[str, Field(max_length=200)]
+        text: Any = Annotated[str, Field(max_length=200)]
+        codes = bool(spec.categories) and all(_INTEGER.fullmatch(level) for level in spec.categories)
+        kind = text | int if codes else text  # integer codes (a store number) may come as numbers
         if spec.categories:
             description += f" (known levels: {', '.join(spec.categories[:20])}; others encode as unseen)"
     # Required but nullable: a customer must state every feature, null meaning "missing" (imputed).
     return (kind | None, Field(..., description=description))
+
+
+_INTEGER = re.compile(r"-?\d+")
 
 
 def _identifier(name: str) -> str:

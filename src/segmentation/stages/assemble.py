@@ -17,7 +17,13 @@ from segmentation.clustering import ClusterResult
 from segmentation.config import SegmentConfig
 from segmentation.data.chunks import sample_positions
 from segmentation.features import Featurizer
-from segmentation.insights.profiles import resolve_names, segment_names, standardized_differences
+from segmentation.insights.profiles import (
+    resolve_names,
+    segment_effects,
+    segment_names,
+    standardized_differences,
+)
+from segmentation.insights.rules import RuleSet, segment_rules
 from segmentation.preprocess import Preprocessor
 from segmentation.stages.evaluate import evaluate
 from segmentation.stages.fit import fit_features, fit_preprocessing, fit_segments
@@ -48,14 +54,31 @@ def assemble_model(
     core point).
     """
     centroids = standardized_differences(x, result.labels, pre.feature_names_out_)
+    # What distinguishes each segment: effect sizes from the preprocessed numeric columns and from the
+    # original categorical values (one column read at a time); names and descriptions come from them.
+    effects = segment_effects(
+        x,
+        result.labels,
+        pre.feature_names_out_,
+        table.schema,
+        lambda column: table.read([column])[column],
+        centroids=centroids,
+    )
     carried = {int(k): v for k, v in ((result.alignment or {}).get("carried_names") or {}).items()}
-    names, sources = resolve_names(segment_names(centroids), config.insights.names, carried)
+    names, sources = resolve_names(segment_names(effects.ranking()), config.insights.names, carried)
     model = SegmentationModel(
         schema=table.schema,
         preprocessor=pre,
         featurizer=featurizer,
         clusterer=result.model,
-        segments=segment_summary(centroids, result.labels, names, sources),
+        segments=segment_summary(
+            centroids,
+            result.labels,
+            names,
+            sources,
+            insights=effects.summary_fields(),
+            effect_names=list(effects.effects.columns),
+        ),
         manifest={
             "name": config.model_name,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -78,13 +101,41 @@ def assemble_model(
         rows.loc[reference_idx], pre, result.labels, bins=config.drift.bins
     )
     predicted = model.predict(rows.loc[idx], validate=False)
+    rules = _attach_rules(model, rows.loc[reference_idx], result.labels[reference_idx], config)
     metrics = {
         **metrics,
         "assignment_agreement": float((predicted == result.labels[idx]).mean()),
         "assignment_agreement_rows": len(idx),
+        "rules": {key.removeprefix("rules_"): value for key, value in rules.summary().items()},
     }
     model.manifest["metrics"] = metrics
     return model
+
+
+def _attach_rules(
+    model: SegmentationModel, rows: pd.DataFrame, labels: np.ndarray, config: SegmentConfig
+) -> RuleSet:
+    """Each segment's rule in original units (a shallow surrogate tree), stored in ``segments.json``.
+
+    ``rows`` are training rows in original units (the drift reference's sample, already read) and
+    ``labels`` their final, aligned segments; the rules' precision and recall are measured on rows the
+    trees never saw.
+    """
+    rules = segment_rules(
+        rows,
+        labels,
+        model.schema,
+        max_depth=config.insights.rule_depth,
+        sample=config.insights.rule_sample,
+        seed=config.seed,
+    )
+    model.segments["rules"] = rules.to_dict()
+    for seg in model.segments["segments"]:
+        rule = rules.rule(int(seg["id"]))
+        if rule is not None:
+            seg["rule"] = rule.text
+            seg["rule_precision"], seg["rule_recall"] = rule.precision, rule.recall
+    return rules
 
 
 def fit_model(
@@ -101,7 +152,7 @@ def fit_model(
     result = fit_segments(
         z, x, config.cluster, seed=config.seed, silhouette_sample=config.evaluate.silhouette_sample
     )
-    metrics = evaluate(x, z, result, featurizer, config=config)
+    metrics = evaluate(x, z, result, featurizer, config=config, feature_names=pre.feature_names_out_)
     model = assemble_model(
         table, pre, featurizer, result, x, metrics, config=config, data_hash=data_hash, source=source
     )

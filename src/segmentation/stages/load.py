@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from segmentation.config import DataConfig
 from segmentation.contract.frame import validate_frame
-from segmentation.contract.inference import SchemaScan, detect_id_column
+from segmentation.contract.inference import SchemaScan, apply_declared_overrides, detect_id_column
+from segmentation.contract.notes import columns_read_text
 from segmentation.contract.report import ValidationReport, table_failure
 from segmentation.contract.schema import CC_GENERAL_ID, TableSchema, cc_general_schema, looks_like_cc_general
 from segmentation.contract.validator import ChunkValidator
@@ -44,7 +45,7 @@ from segmentation.data.io import (
     table_format,
     unreadable_table,
 )
-from segmentation.errors import DataValidationError
+from segmentation.errors import ConfigError, DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,15 @@ def _one_failure(
 
 
 def _warn_ignored(schema: TableSchema) -> None:
-    if schema.ignored_columns:
+    if schema.columns_read:
+        logger.info("columns read:\n%s", columns_read_text(schema.columns_read))
+    set_aside = [n for n in schema.columns_read if not n.used and n.name != schema.id_column]
+    if set_aside:
+        logger.warning(
+            "ignored columns (see how each column was read in the report): %s",
+            ", ".join(f"{n.name} ({n.kind})" for n in set_aside),
+        )
+    elif schema.ignored_columns:
         logger.warning(
             "ignored columns (constant, free text or dropped): %s", ", ".join(schema.ignored_columns)
         )
@@ -171,6 +180,8 @@ def _choose_schema(
     id_column = CC_GENERAL_ID if use_cc else config.id_column
     if id_column is not None and id_column not in columns and not use_cc:
         raise fail(id_column, "missing_required_column", "configured ID column not in the table")
+    check_overrides(config, columns, id_column)
+    id_reason = "the customer ID (data.id_column)" if config.id_column else "the customer ID (detected)"
     scan: SchemaScan | None = None
     id_parts: list[np.ndarray] = []
     for chunk in chunks:
@@ -179,6 +190,7 @@ def _choose_schema(
                 id_column = detect_id_column(chunk)
             except ValueError as exc:
                 raise fail("<id>", "unambiguous_id_column", str(exc)) from exc
+            check_overrides(config, columns, id_column)
         if not use_cc:
             if scan is None:
                 scan = SchemaScan(
@@ -188,14 +200,56 @@ def _choose_schema(
                     reference_date=config.reference_date,
                     seed=seed,
                     expected_rows=n_rows,
+                    columns=config.columns,
+                    id_reason=id_reason if id_column else "",
                 )
             scan.update(chunk)
         if id_column is not None and id_column in chunk.columns:
             id_parts.append(chunk[id_column].to_numpy())
-    schema = cc_general_schema() if use_cc else cast(SchemaScan, scan).schema()
+    schema = declared_schema(columns, config) if use_cc else cast(SchemaScan, scan).schema()
     if not schema.columns:
-        raise fail("<table>", "has_feature_columns", "no usable feature column (all constant, empty or text)")
+        raise fail(
+            "<table>",
+            "has_feature_columns",
+            "no usable feature column (all identifiers, codes, constant, empty, duplicate or text; "
+            "data.columns.NAME.kind sets how a column is read)",
+        )
     return schema, id_parts
+
+
+def check_overrides(config: DataConfig, columns: list[str], id_column: str | None) -> None:
+    """``data.columns`` names only columns of the table, never the ID column.
+
+    Raises:
+        ConfigError: naming each column the table does not have (and the table's columns), or the ID column.
+    """
+    unknown = [name for name in config.columns if name not in columns]
+    if unknown:
+        shown = ", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")
+        raise ConfigError(
+            f"data.columns: the table has no column {', '.join(map(repr, unknown))} (its columns: {shown})"
+        )
+    if id_column is not None and id_column in config.columns:
+        raise ConfigError(f"data.columns: {id_column!r} is the ID column (set data.id_column to change it)")
+
+
+def declared_schema(columns: list[str], config: DataConfig) -> TableSchema:
+    """CC GENERAL's declared contract, with ``data.columns`` weights and ``kind: ignore`` applied.
+
+    The declared kinds stand: another kind for one of its columns is a configuration error. Its notes say
+    how each column of the table is read (declared columns, the ID, extra columns left out).
+
+    Raises:
+        ConfigError: a ``data.columns`` kind other than ``ignore`` or ``numeric``.
+    """
+    declared = cc_general_schema()
+    for name, override in config.columns.items():
+        if override.kind not in (None, "ignore", "numeric"):
+            raise ConfigError(
+                f"data.columns.{name}.kind: {override.kind!r} cannot change the declared CC GENERAL schema "
+                "(only weight and kind: ignore apply; schema_kind: inferred reads the table afresh)"
+            )
+    return apply_declared_overrides(declared, columns, config.columns)
 
 
 def validate_source(

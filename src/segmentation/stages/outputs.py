@@ -14,7 +14,8 @@ from segmentation.config import InsightsConfig
 from segmentation.contract.report import ValidationReport
 from segmentation.data.io import write_json, write_table, write_text
 from segmentation.features import Featurizer
-from segmentation.insights.profiles import build_profile
+from segmentation.insights.naming import Feature
+from segmentation.insights.profiles import build_profile, segment_effects
 from segmentation.preprocess import Preprocessor
 from segmentation.stages.load import ValidatedTable, customer_ids
 
@@ -59,6 +60,23 @@ def _raw_columns(
             yield name, pre.raw_column(part, name)
 
 
+def segment_insights(
+    model: SegmentationModel, table: ValidatedTable, labels: np.ndarray, x: np.ndarray
+) -> tuple[dict[int, list[Feature]], pd.DataFrame, dict[int, str]]:
+    """Each segment's distinguishing features, every effect size, and the descriptions.
+
+    Read from the bundle; recomputed from the training rows (``x``, the categorical columns) for bundles
+    written before ``segments.json`` held them.
+    """
+    stored, effects = model.segment_features, model.effects
+    if stored is not None and effects is not None:
+        return stored, effects, model.segment_descriptions
+    computed = segment_effects(
+        x, labels, model.preprocessor.feature_names_out_, model.schema, lambda c: table.read([c])[c]
+    )
+    return computed.ranking(), computed.effects, computed.descriptions()
+
+
 def write_insights(
     out_dir: Path,
     model: SegmentationModel,
@@ -81,14 +99,18 @@ def write_insights(
     settings = insights_config(model)
     pre = model.preprocessor
     categorical_columns = [c.name for c in model.schema.columns if c.kind == "categorical"]
+    features, effects, descriptions = segment_insights(model, table, labels, x)
     profile = build_profile(
         _raw_columns(table, pre),  # a few columns at a time
-        model.centroids,
         labels,
+        features,
         model.segment_names,
         n_top=settings.top_features,
         categorical=table.read(categorical_columns) if categorical_columns else None,
+        descriptions=descriptions,
+        effects=effects,
     )
+    profile = _with_rules(profile, model)
     paths = {"profile": str(write_table(profile, out_dir / "profile.csv"))}
     metrics = model.manifest["metrics"]
     plots = make_plots(
@@ -96,10 +118,12 @@ def write_insights(
         x=x,
         labels=labels,
         raw=lambda rows: pre.raw_frame(table.take(rows)),
-        diffs=model.centroids,
+        diffs=effects,
         names=model.segment_names,
         k_scores=metrics["k_selection"]["scores"],
         chosen_k=int(metrics["k_selection"]["chosen_k"]),
+        k_stability=metrics["k_selection"].get("stability"),
+        stability_threshold=metrics["k_selection"].get("stability_threshold"),
         history=history,
         max_points=settings.max_points,
         embedding=settings.embedding,
@@ -119,8 +143,20 @@ def write_insights(
             noise=settings.noise_share,
         ),
         feature_count=len(model.schema.columns),
+        columns_read=model.schema.columns_read,
     )
     return paths | write_report(context, out_dir)
+
+
+def _with_rules(profile: pd.DataFrame, model: SegmentationModel) -> pd.DataFrame:
+    """``rule``, ``rule_precision`` and ``rule_recall`` beside each segment's description (when stored)."""
+    by_id = {int(seg["id"]): seg for seg in model.segments["segments"]}
+    if not any("rule" in seg for seg in by_id.values()):
+        return profile
+    at = list(profile.columns).index("description") + 1 if "description" in profile.columns else 5
+    for offset, key in enumerate(("rule", "rule_precision", "rule_recall")):
+        profile.insert(at + offset, key, [by_id.get(int(s), {}).get(key) for s in profile["segment"]])
+    return profile
 
 
 def write_validation_report(out_dir: Path, report: ValidationReport) -> list[Path]:
@@ -131,4 +167,10 @@ def write_validation_report(out_dir: Path, report: ValidationReport) -> list[Pat
     ]
 
 
-__all__ = ["insights_config", "write_insights", "write_run_outputs", "write_validation_report"]
+__all__ = [
+    "insights_config",
+    "segment_insights",
+    "write_insights",
+    "write_run_outputs",
+    "write_validation_report",
+]

@@ -28,9 +28,11 @@ def rename_segments(model: SegmentationModel, names: dict[int, str], bundle_dir:
     sources = {int(seg["id"]): seg.get("name_source", "auto") for seg in model.segments["segments"]}
     current = model.segment_names
     kept = {src: {s: current[s] for s in current if sources[s] == src} for src in ("user", "previous")}
-    final, final_sources = resolve_names(
-        segment_names(model.centroids), {**kept["user"], **validated}, kept["previous"]
-    )
+    # Derived names come from the distinguishing features stored in the bundle (the same names training
+    # derived); a bundle that predates them keeps the names it has.
+    features = model.segment_features
+    derived = segment_names(features) if features is not None else current
+    final, final_sources = resolve_names(derived, {**kept["user"], **validated}, kept["previous"])
     for seg in model.segments["segments"]:
         seg["name"], seg["name_source"] = final[int(seg["id"])], final_sources[int(seg["id"])]
     insights = model.manifest.setdefault("config", {}).setdefault("insights", {})
