@@ -241,3 +241,27 @@ def test_planted_k_above_k_max_is_chosen_at_the_boundary_and_warned() -> None:
     assert (warning["value"], warning["threshold"]) == (5, 5)
     assert "raise cluster.search.k_max" in warning["message"]
     assert metrics["verdict"] == "usable"
+
+
+def test_the_best_separated_k_passed_over_as_unstable_is_named() -> None:
+    metrics = _clean()
+    metrics["k_selection"]["scores"] = {"2": 0.4, "3": 0.5, "4": 0.6}
+    metrics["k_selection"]["stability"] = {"2": 0.9, "3": 0.95, "4": 0.8}
+    assert _judge(metrics)["verdict"] == "strong"  # k = 4 at the threshold is stable: the rule would take it
+    metrics["k_selection"]["stability"]["4"] = 0.7999
+    (warning,) = _judge(metrics)["warnings"]
+    assert (warning["code"], warning["value"], warning["threshold"]) == ("best_k_unstable", 0.7999, 0.8)
+    assert "k = 4 separates best" in warning["message"]
+    assert "k = 3 was chosen" in warning["message"]
+
+
+def test_a_small_planted_table_whose_best_k_does_not_reproduce_says_so() -> None:
+    """200 customers, 3 planted segments: on 160-row subsamples k-means finds another 3-way split 2 times
+    in 5 (with lower inertia than the planted one), so k = 3 is unstable and a stable k = 4 is chosen."""
+    table, _ = make_customers(200, 10, 3, seed=5)
+    metrics = _metrics(table)
+    k_selection = metrics["k_selection"]
+    assert k_selection["chosen_k"] != 3
+    assert k_selection["stability"]["3"] < 0.8
+    (warning,) = [w for w in metrics["warnings"] if w["code"] == "best_k_unstable"]
+    assert "k = 3 separates best" in warning["message"]

@@ -259,6 +259,37 @@ def _k_warnings(warn: Any, k_sel: Mapping[str, Any]) -> None:
             value,
             threshold,
         )
+    else:
+        _unstable_best_warning(warn, k_sel, chosen)
+
+
+def _unstable_best_warning(warn: Any, k_sel: Mapping[str, Any], chosen: int) -> None:
+    """The k with the best silhouette was passed over for being unstable: say so, with both figures.
+
+    The rule chose a stable k instead, which is right for acting on the segments; but the better-separated
+    k is a real candidate when more customers are available (stability grows with rows), so the analyst
+    hears of it.
+    """
+    scores = {int(k): float(v) for k, v in (k_sel.get("scores") or {}).items() if v is not None}
+    stability = {int(k): v for k, v in (k_sel.get("stability") or {}).items()}
+    if not scores or not stability:
+        return
+    best = max(scores, key=lambda k: (scores[k], -k))
+    best_stability = stability.get(best)
+    threshold = k_sel.get("stability_threshold")
+    if best == chosen or best_stability is None or threshold is None or best_stability >= threshold:
+        return
+    chosen_score = scores.get(chosen, float("nan"))
+    warn(
+        "best_k_unstable",
+        CAUTION,
+        f"k = {best} separates best (silhouette {scores[best]:.3f}) but its segments do not reproduce on "
+        f"subsamples (stability {best_stability:.2f}, under {threshold}); k = {chosen} was chosen "
+        f"(silhouette {chosen_score:.3f}). With more customers, or fixing cluster.n_clusters = {best}, "
+        "compare both.",
+        best_stability,
+        threshold,
+    )
 
 
 __all__ = [

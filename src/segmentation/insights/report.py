@@ -315,7 +315,7 @@ def _glance_table(ctx: ReportContext, stability: dict[str, Any]) -> Table:
                 f"{seg['share']:.1%}",
                 _num(int(seg["size"])),
                 rule,
-                _num((stability.get("jaccard_per_segment") or {}).get(str(seg["id"]))),
+                _two((stability.get("jaccard_per_segment") or {}).get(str(seg["id"]))),
             ]
         )
     return Table(
