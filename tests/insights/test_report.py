@@ -12,13 +12,8 @@ import pytest
 
 from segmentation.bundle import bundle_digest, load_bundle
 from segmentation.config import load_config
-from segmentation.insights.report import (
-    Thresholds,
-    Verdict,
-    render_html,
-    render_markdown,
-    report_verdict,
-)
+from segmentation.insights.render import Verdict, render_html, render_markdown
+from segmentation.insights.report import Thresholds, report_verdict
 from segmentation_workflows.cli import main
 from segmentation_workflows.train import run_training
 

@@ -80,7 +80,7 @@ def columns_read_table(notes: Sequence[ColumnNote]) -> tuple[list[str], list[lis
     """The table of how each column was read, for the run report: ``(header, rows)``, in table order.
 
     Header: Column, Read as, Used (``yes``, ``yes, weight 2``, ``no``), Why. Build the report's table block
-    from it (``Table(header, rows)`` in :mod:`segmentation.insights.report`). Bundles that predate column
+    from it (``Table(header, rows)`` in :mod:`segmentation.insights.render`). Bundles that predate column
     notes have none: the table is then empty (header only).
     """
     rows = [[note.name, note.kind, _used(note), note.reason] for note in notes]

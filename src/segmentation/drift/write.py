@@ -1,7 +1,7 @@
 """Writing a drift report: ``drift.json``, ``drift.csv``, ``drift.png``, ``drift.md`` and ``drift.html``.
 
 The plot and the Markdown/HTML pages use the project's report building blocks
-(:mod:`segmentation.insights.plots`, :mod:`segmentation.insights.report`), imported when a report is
+(:mod:`segmentation.insights.plots`, :mod:`segmentation.insights.render`), imported when a report is
 written. Every file is written atomically.
 """
 
@@ -53,7 +53,7 @@ def plot_drift(report: DriftReport, path: Path, top: int = 20) -> Path:
 
 
 def _blocks(report: DriftReport, top: int = 25) -> list[Any]:
-    from segmentation.insights.report import Heading, Image, Para, Table, Warnings
+    from segmentation.insights.render import Heading, Image, Para, Table, Warnings
 
     model, snap, th = report.model, report.snapshot, report.thresholds
     alerts, warns = report.by_status("alert"), report.by_status("warn")
@@ -109,7 +109,7 @@ def _blocks(report: DriftReport, top: int = 25) -> list[Any]:
 
 def write_report(report: DriftReport, out_dir: str | Path) -> dict[str, str]:
     """Write ``drift.json``, ``drift.csv``, ``drift.png``, ``drift.md`` and ``drift.html`` (atomically)."""
-    from segmentation.insights.report import render_html, render_markdown
+    from segmentation.insights.render import render_html, render_markdown
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
