@@ -4,7 +4,8 @@ Every ``segment train`` run becomes a W&B run:
 
 * config: the resolved configuration as flat dotted keys (``featurize.encoding_dim``), so the dashboard's
   tables and parallel-coordinates plots work, and sweep parameters are the same keys;
-* summary: every number of ``metrics.json``, flattened the same way (``silhouette``,
+* summary: the verdict, warning codes, each segment's name, description and rule with its precision and
+  recall (``segment.0.rule``); every number of ``metrics.json``, flattened the same way (``silhouette``,
   ``stability.ari_pairwise_mean``) — the names sweeps optimise;
 * history: the autoencoder's train/validation loss per epoch;
 * media: every plot as an image and ``profile.csv`` as a ``wandb.Table``;
@@ -70,6 +71,24 @@ def numeric_summary(metrics: dict[str, Any]) -> dict[str, float]:
     for key, value in flatten(metrics).items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = float(value)
+    return out
+
+
+def judgement_summary(metrics: dict[str, Any], segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """What an analyst acts on, as summary values: the verdict, its warnings, each segment's name and rule.
+
+    ``verdict``, ``warnings`` (the codes, comma-separated; "" when none) and, per segment ID ``s``,
+    ``segment.s.name``, ``segment.s.description``, ``segment.s.rule``, ``segment.s.rule_precision`` and
+    ``segment.s.rule_recall`` (keys missing from older bundles are left out).
+    """
+    out: dict[str, Any] = {}
+    if "verdict" in metrics:
+        out["verdict"] = metrics["verdict"]
+        out["warnings"] = ", ".join(w["code"] for w in metrics.get("warnings") or [])
+    for seg in segments:
+        for key in ("name", "description", "rule", "rule_precision", "rule_recall"):
+            if seg.get(key) is not None:
+                out[f"segment.{seg['id']}.{key}"] = seg[key]
     return out
 
 
@@ -145,6 +164,7 @@ def track_training(
         run.config.update({"data.content_hash": data_hash, "data.path": data_path}, allow_val_change=True)
         _log_history_and_media(run, run_dir, paths)
         run.summary.update(numeric_summary(metrics))
+        run.summary.update(judgement_summary(metrics, model.segments["segments"]))
         run.summary.update({"bundle_digest": bundle_digest(model.manifest), **(summary_extra or {})})
         _log_artifacts(run, mode, model, metrics, config, data_path, model_name, run_dir)
         tracked = TrackedRun(

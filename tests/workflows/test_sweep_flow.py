@@ -60,6 +60,13 @@ def test_offline_sweep_logs_three_runs_registers_promotes_and_rolls_back(
         )
         assert run.summary["plots/segments_2d._type"] == "image-file"
         assert run.summary["profile._type"] == "table-file"
+        assert run.summary["verdict"] == metrics["verdict"]
+        assert run.summary["warnings"] == ", ".join(w["code"] for w in metrics["warnings"])
+        segments = json.loads((Path(trial["run_dir"]) / "bundle" / "segments.json").read_text())["segments"]
+        for seg in segments:
+            assert run.summary[f"segment.{seg['id']}.rule"] == seg["rule"]
+            assert run.summary[f"segment.{seg['id']}.rule_precision"] == pytest.approx(seg["rule_precision"])
+            assert run.summary[f"segment.{seg['id']}.name"] == seg["name"]
         model = next(a for a in run.artifacts if a["type"] == "model")
         assert model["name"] == "customer-segments"
         assert "candidate" in model["aliases"]
