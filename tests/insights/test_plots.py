@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numeric_features import numeric_ranking
 from PIL import Image
 from sklearn.metrics import silhouette_score
 
@@ -23,7 +24,7 @@ def test_make_plots_writes_every_png_from_a_bounded_sample(tmp_path: Path) -> No
         labels=labels,
         raw=raw,
         diffs=diffs,
-        names=segment_names(diffs),
+        names=segment_names(numeric_ranking(diffs)),
         k_scores={"2": 0.3, "3": 0.5, "4": 0.4},
         chosen_k=3,
         history=[
@@ -74,7 +75,7 @@ def test_tsne_embedding_draws_at_most_its_sample(tmp_path: Path) -> None:
         labels=labels,
         raw=raw,
         diffs=diffs,
-        names=segment_names(diffs),
+        names=segment_names(numeric_ranking(diffs)),
         k_scores={},
         chosen_k=2,
         history=[],

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from numeric_features import numeric_ranking
 
 from segmentation.bundle import load_bundle, save_bundle
 from segmentation.config import load_config
@@ -251,9 +252,9 @@ def test_names_are_deterministic_readable_and_unique(planted) -> None:
 
 
 def test_colliding_names_get_more_features_then_ids() -> None:
-    # A frame of standardized differences reads as numeric features (from Cohen's small effect up).
+    # Standardized differences read as numeric features (from Cohen's small effect up).
     diffs = pd.DataFrame({"a": [1.0, 1.0, 1.0], "b": [0.5, 0.5, 0.5], "c": [0.1, -0.2, 0.1]}, index=[0, 1, 2])
-    names = segment_names(diffs)
+    names = segment_names(numeric_ranking(diffs))
     assert len(set(names.values())) == 3
     assert names[1] == "high a, high b, low c"
     assert names[0].endswith("(segment 0)")

@@ -32,7 +32,7 @@ from segmentation.contract.notes import ColumnNote, NoteKind
 from segmentation.contract.schema import ColumnSpec, TableSchema
 from segmentation.contract.values import boolean_values, is_text, parse_dates
 
-ID_NAME = re.compile(
+_ID_NAME = re.compile(
     r"^(id|.*[_\s-]id|.*id$|cust(omer)?([_\s-]?(no|number|key))?|client[_\s-]?key|account[_\s-]?(no|number))$",
     re.IGNORECASE,
 )
@@ -50,7 +50,7 @@ def detect_id_column(frame: pd.DataFrame) -> str | None:
     Raises:
         ValueError: several equally good candidates; the message lists them.
     """
-    by_name = [c for c in frame.columns if ID_NAME.match(str(c))]
+    by_name = [c for c in frame.columns if _ID_NAME.match(str(c))]
     if len(by_name) == 1:
         return str(by_name[0])
     if len(by_name) > 1:

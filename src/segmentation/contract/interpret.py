@@ -234,13 +234,7 @@ def _numeric(name: str, scan: ColumnScan, n_rows: int, max_categories: int) -> R
             )
         if code_name(name):
             return code_levels(name, scan, n_rows, max_categories, f"whole numbers named {name!r}")
-    spec = ColumnSpec(
-        name=name,
-        kind="numeric",
-        integer=scan.integer,
-        min_value=0.0 if lo >= 0 else None,
-        max_value=1.0 if lo >= 0 and hi <= 1 else None,
-    )
+    spec = _numeric_spec(name, scan)
     text = " (written as text)" if scan.text else ""
     if lo >= 0 and hi <= 1:
         if scan.integer:
@@ -251,6 +245,22 @@ def _numeric(name: str, scan: ColumnScan, n_rows: int, max_categories: int) -> R
     if scan.integer and lo >= 0:
         return _used(spec, "count", f"whole numbers from {_num(lo)} to {_num(hi)}{text}: a count or a score")
     return _used(spec, "numeric", f"numbers from {_num(lo)} to {_num(hi)}{text}")
+
+
+def _numeric_spec(name: str, scan: ColumnScan, weight: float = 1.0) -> ColumnSpec:
+    """A numeric feature with its natural bounds: never negative -> ``>= 0``; within [0, 1] -> ``<= 1``.
+
+    A column with no number at all (forced numeric by ``data.columns``) gets no bound and no integer check.
+    """
+    bounded = bool(np.isfinite(scan.lo)) and scan.lo >= 0
+    return ColumnSpec(
+        name=name,
+        kind="numeric",
+        integer=scan.integer and bool(np.isfinite(scan.lo)),
+        min_value=0.0 if bounded else None,
+        max_value=1.0 if bounded and scan.hi <= 1 else None,
+        weight=weight,
+    )
 
 
 def _identifier(name: str, scan: ColumnScan) -> str:
@@ -338,17 +348,7 @@ def forced_column(name: str, scan: ColumnScan, override: ColumnOverride, max_cat
         return _used(
             ColumnSpec(name=name, kind="boolean", weight=override.weight), "boolean", f"yes/no ({said})"
         )
-    lo, hi = scan.lo, scan.hi
-    bounded = np.isfinite(lo) and lo >= 0
-    spec = ColumnSpec(
-        name=name,
-        kind="numeric",
-        integer=scan.integer and np.isfinite(lo),
-        min_value=0.0 if bounded else None,
-        max_value=1.0 if bounded and hi <= 1 else None,
-        weight=override.weight,
-    )
-    return _used(spec, "numeric", f"numbers ({said})")
+    return _used(_numeric_spec(name, scan, override.weight), "numeric", f"numbers ({said})")
 
 
 def forced_scan_kind(kind: str | None, series: pd.Series) -> tuple[str, bool] | None:

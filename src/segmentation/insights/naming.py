@@ -261,23 +261,6 @@ def name_parts(features: Sequence[Feature], width: int) -> list[Feature]:
     return chosen
 
 
-def _as_features(ranking: Mapping[int, Sequence[Feature]] | pd.DataFrame) -> dict[int, list[Feature]]:
-    """A ranking as given, or (a frame of standardized differences) every column as a numeric feature.
-
-    The frame form is for callers that have only per-segment standardized differences: every column is
-    read as a numeric Cohen's d, ranked by size, and kept from :data:`MIN_EFFECT` up.
-    """
-    if not isinstance(ranking, pd.DataFrame):
-        return {int(seg): list(features) for seg, features in ranking.items()}
-    out: dict[int, list[Feature]] = {}
-    for seg, values in ranking.iterrows():
-        items = [
-            Feature(str(c), "numeric", float(v)) for c, v in values.items() if abs(float(v)) >= MIN_EFFECT
-        ]
-        out[int(str(seg))] = rank(items)
-    return out
-
-
 def rank(features: Sequence[Feature]) -> list[Feature]:
     """Largest |effect| first, deterministically.
 
@@ -286,19 +269,18 @@ def rank(features: Sequence[Feature]) -> list[Feature]:
     return sorted(features, key=lambda f: (-round(abs(f.effect), 9), f.effect < 0, f.name))
 
 
-def segment_names(ranking: Mapping[int, Sequence[Feature]] | pd.DataFrame) -> dict[int, str]:
+def segment_names(ranking: Mapping[int, Sequence[Feature]]) -> dict[int, str]:
     """A short, deterministic, unique name per segment from its distinguishing features.
 
     Args:
         ranking: each segment's distinguishing features, ranked (:meth:`SegmentEffects.distinguishing`
-            of every segment); or a frame of standardized differences (rows: segments), read as numeric
-            features (see :func:`_as_features`).
+            of every segment, or the bundle's ``SegmentationModel.segment_features``).
 
     Each name lists the two top features (:func:`name_parts`, joined by ", "); segments whose names would
     collide get further features (up to four), then " (segment N)". A segment with no distinguishing
     feature is "typical customers"; noise is "noise".
     """
-    features = _as_features(ranking)
+    features = {int(seg): list(found) for seg, found in ranking.items()}
     width = dict.fromkeys(features, NAME_FEATURES)
 
     def render(seg: int) -> str:

@@ -206,15 +206,12 @@ def _numeric_effects(
         return np.where(spread > 1e-12, (means - population) / spread, 0.0)
 
 
-def _level_shares(values: pd.Series, levels: list[str], codes: np.ndarray, k: int) -> np.ndarray:
-    """Share of each segment's rows at each level (``k x levels``).
-
-    Missing and unseen values count as rows at no level.
-    """
+def _level_counts(values: pd.Series, levels: list[str], codes: np.ndarray, k: int) -> np.ndarray:
+    """Rows of each segment at each level (``k x levels``); missing and unseen values are at no level."""
     level = level_codes(values, levels)
     width = len(levels) + 1
-    counts = np.bincount(codes * width + (level + 1), minlength=k * width).reshape(k, width)[:, 1:]
-    return counts / np.maximum(np.bincount(codes, minlength=k), 1)[:, None]
+    counts = np.bincount(codes * width + (level + 1), minlength=k * width).reshape(k, width)
+    return counts[:, 1:]
 
 
 def segment_effects(
@@ -258,18 +255,16 @@ def segment_effects(
     names = [c.name for c in dense]
     categorical = [c for c in schema.columns if c.kind == "categorical"]
     every_level = [str(level) for c in categorical for level in c.categories]
-    level_names: list[str] = []
     p_values: list[np.ndarray] = []
     for spec in categorical:
         if read_column is None:
             raise ValueError(f"segment_effects: categorical column {spec.name!r} needs read_column")
         levels = [str(level) for level in spec.categories]
-        shares = _level_shares(read_column(spec.name), levels, codes, k)
-        overall = sizes @ shares / max(int(sizes.sum()), 1)
+        counts = _level_counts(read_column(spec.name), levels, codes, k)
+        shares = counts / np.maximum(sizes, 1)[:, None]
+        overall = counts.sum(axis=0) / max(int(sizes.sum()), 1)
         h = 2 * np.arcsin(np.sqrt(shares)) - 2 * np.arcsin(np.sqrt(overall))
         blocks.append(h)
-        level_names += [f"{spec.name}={level}" for level in levels]
-        counts = np.rint(shares * sizes[:, None])
         p_values.append(level_p_values(counts, sizes, counts.sum(axis=0), int(sizes.sum())))
         names += [f"{spec.name}={level}" for level in levels]
         yes_no = is_yes_no(levels)
@@ -291,6 +286,7 @@ def segment_effects(
     tests = sum(1 for s in segment_ids if s != NOISE) * len(names)
     n = int(sizes.sum())
     p = np.hstack(p_values) if p_values else np.ones((k, 0))
+    level_names = names[len(dense) :]  # the columns of p
     alpha = FAMILY_ERROR / max(tests, 1)
     return SegmentEffects(
         effects=pd.DataFrame(np.hstack(blocks), index=pd.Index(segment_ids, name="segment"), columns=names),

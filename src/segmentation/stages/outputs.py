@@ -153,7 +153,7 @@ def _with_rules(profile: pd.DataFrame, model: SegmentationModel) -> pd.DataFrame
     by_id = {int(seg["id"]): seg for seg in model.segments["segments"]}
     if not any("rule" in seg for seg in by_id.values()):
         return profile
-    at = list(profile.columns).index("description") + 1 if "description" in profile.columns else 5
+    at = list(profile.columns).index("description") + 1  # build_profile always writes one
     for offset, key in enumerate(("rule", "rule_precision", "rule_recall")):
         profile.insert(at + offset, key, [by_id.get(int(s), {}).get(key) for s in profile["segment"]])
     return profile
