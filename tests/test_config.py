@@ -55,6 +55,12 @@ def test_values_are_typed_from_yaml() -> None:
         ("cluster.search.k_max=1", "cluster.search"),
         ("preprocess.clip_quantiles=[0.9, 0.1]", "clip_quantiles"),
         ("seed", "key=value"),
+        # data.columns.NAME is as strict as every other section.
+        ("data.columns.income.colour=red", "data.columns.income.colour: unknown key"),
+        ("data.columns.income.kind=ordinl", "data.columns.income.kind: Input should be 'ignore'"),
+        ("data.columns.income.order=[a, b]", "order is only for kind: ordinal"),
+        ("data.columns.band.kind=ordinal", "kind: ordinal needs order"),
+        ("data.columns.band.weight=-1", "data.columns.band.weight"),
     ],
 )
 def test_bad_overrides_name_the_key(override: str, needle: str) -> None:
